@@ -1,0 +1,1 @@
+"""Chat platform adapters (console, Discord, Telegram) and the `ponder` command line."""

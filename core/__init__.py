@@ -1,0 +1,1 @@
+"""Ponder's platform-neutral core: settings, storage, model clients, strategies and budgets."""

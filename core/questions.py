@@ -1,0 +1,192 @@
+"""Storing questions: validation, users, and the question's status changes."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from core.config import Settings
+from core.db import session_scope
+from core.errors import InvalidQuestionError, NotFoundError
+from core.models import AnswerMessage, Question, User
+from core.schemas import EFFORTS, AskRequest
+
+logger = logging.getLogger(__name__)
+
+MAX_PLATFORM_CHARS = 32
+MAX_PLATFORM_USER_ID_CHARS = 64
+
+
+def validate_question_text(text: str, *, max_chars: int) -> str:
+    """Return the question stripped of surrounding blanks, or raise InvalidQuestionError."""
+    if "\x00" in text:
+        raise InvalidQuestionError(
+            "the question contains NUL bytes; send it as plain text",
+            user_message="Your question contains invalid characters (NUL bytes). "
+            "Please send it as plain text.",
+        )
+    stripped = text.strip()
+    if not stripped:
+        raise InvalidQuestionError(
+            "the question is empty; write a question after the command",
+            user_message="Your question is empty. Please write a question.",
+        )
+    if len(stripped) > max_chars:
+        raise InvalidQuestionError(
+            f"the question is {len(stripped):,} characters long; the maximum is {max_chars:,}. "
+            "Shorten it and ask again",
+            user_message=f"Your question is too long ({len(stripped):,} characters; the "
+            f"maximum is {max_chars:,}). Please shorten it.",
+        )
+    return stripped
+
+
+def validate_user_ref(platform: str, user_id: str) -> None:
+    """Reject a platform or user id that is empty, too long or contains NUL bytes or colons."""
+    if not platform.strip() or len(platform) > MAX_PLATFORM_CHARS or not platform.isidentifier():
+        raise InvalidQuestionError(
+            f"invalid platform {platform[:80]!r}: use 1 to {MAX_PLATFORM_CHARS} letters, digits "
+            "or underscores, for example telegram, discord or cli"
+        )
+    if not user_id.strip() or "\x00" in user_id or len(user_id) > MAX_PLATFORM_USER_ID_CHARS:
+        raise InvalidQuestionError(
+            f"invalid user id {user_id[:80]!r}: it must be 1 to {MAX_PLATFORM_USER_ID_CHARS} "
+            "characters without NUL bytes"
+        )
+
+
+def parse_user_ref(ref: str) -> tuple[str, str]:
+    """Split `platform:id` into its parts, for example `telegram:123` into ("telegram", "123")."""
+    platform, separator, user_id = ref.partition(":")
+    if not separator or not platform or not user_id:
+        raise InvalidQuestionError(
+            f"invalid user {ref!r}; write it as platform:id, for example telegram:123456 or "
+            "cli:alice"
+        )
+    validate_user_ref(platform, user_id)
+    return platform, user_id
+
+
+def get_or_create_user(
+    session: Session, platform: str, platform_user_id: str, display_name: str | None = None
+) -> User:
+    """Return the user, creating it on first contact; safe when two workers race to create it."""
+    statement = select(User).where(
+        User.platform == platform, User.platform_user_id == platform_user_id
+    )
+    user = session.exec(statement).first()
+    if user is not None:
+        return user
+    user = User(platform=platform, platform_user_id=platform_user_id, display_name=display_name)
+    try:
+        with session.begin_nested():
+            session.add(user)
+    except IntegrityError:
+        existing = session.exec(statement).one()
+        return existing
+    logger.info("created user %s (id %s)", user.ref, user.id)
+    return user
+
+
+def find_user(session: Session, platform: str, platform_user_id: str) -> User | None:
+    return session.exec(
+        select(User).where(User.platform == platform, User.platform_user_id == platform_user_id)
+    ).first()
+
+
+def submit_question(engine: Engine, settings: Settings, request: AskRequest) -> Question:
+    """Validate and store a question with status "queued"; the caller enqueues it afterwards."""
+    text = validate_question_text(request.text, max_chars=settings.max_question_chars)
+    validate_user_ref(request.platform, request.user_id)
+    if request.effort not in EFFORTS:
+        raise InvalidQuestionError(
+            f"invalid effort {request.effort!r}; valid values: {', '.join(EFFORTS)}"
+        )
+
+    with session_scope(engine) as session:
+        user = get_or_create_user(session, request.platform, request.user_id, request.display_name)
+        if (
+            request.follow_up_of_id is not None
+            and session.get(Question, request.follow_up_of_id) is None
+        ):
+            raise NotFoundError(f"question {request.follow_up_of_id} does not exist")
+        assert user.id is not None
+        question = Question(
+            user_id=user.id,
+            platform=request.platform,
+            chat_id=request.chat_id,
+            thread_id=request.thread_id,
+            message_id=request.message_id,
+            follow_up_of_id=request.follow_up_of_id,
+            text=text,
+            effort=request.effort,
+            requested_strategy=request.strategy,
+            strategy_options=dict(request.strategy_options),
+            delivery=dict(request.delivery),
+        )
+        session.add(question)
+        session.flush()
+    logger.info(
+        "stored question %s from %s:%s (%d chars)",
+        question.id,
+        request.platform,
+        request.user_id,
+        len(text),
+    )
+    return question
+
+
+def load_question(engine: Engine, question_id: int) -> Question:
+    with session_scope(engine) as session:
+        question = session.get(Question, question_id)
+        if question is None:
+            raise NotFoundError(f"question {question_id} does not exist")
+        return question
+
+
+def record_answer_messages(
+    engine: Engine, question: Question, chat_id: str | None, message_ids: list[str]
+) -> None:
+    """Remember which platform messages carry a question's answer; repeated ids are ignored."""
+    if chat_id is None or not message_ids:
+        return
+    assert question.id is not None
+    with session_scope(engine) as session:
+        known = set(
+            session.exec(
+                select(AnswerMessage.message_id).where(
+                    AnswerMessage.platform == question.platform,
+                    AnswerMessage.chat_id == chat_id,
+                    AnswerMessage.message_id.in_(message_ids),  # type: ignore[attr-defined]
+                )
+            ).all()
+        )
+        for message_id in message_ids:
+            if message_id not in known:
+                session.add(
+                    AnswerMessage(
+                        question_id=question.id,
+                        platform=question.platform,
+                        chat_id=chat_id,
+                        message_id=message_id,
+                    )
+                )
+
+
+def find_answered_question(
+    engine: Engine, platform: str, chat_id: str, message_id: str
+) -> Question | None:
+    """Return the question whose answer is the given platform message, for follow-ups."""
+    with session_scope(engine) as session:
+        return session.exec(
+            select(Question)
+            .join(AnswerMessage, AnswerMessage.question_id == Question.id)  # type: ignore[arg-type]
+            .where(
+                AnswerMessage.platform == platform,
+                AnswerMessage.chat_id == chat_id,
+                AnswerMessage.message_id == message_id,
+            )
+        ).first()

@@ -1,0 +1,1 @@
+"""Test-time compute strategies, one per module, all behind the interface in `base`."""

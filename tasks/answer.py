@@ -1,0 +1,153 @@
+"""The Celery tasks that answer a question and deliver the answer."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from core.answering import (
+    build_input,
+    plan_question,
+    record_answer,
+    record_failure,
+    reply_from_question,
+    requeue_question,
+    run_plan,
+    start_question,
+)
+from core.db import session_scope
+from core.errors import ModelError, PonderError
+from core.models import Question, utcnow
+from core.questions import record_answer_messages
+from core.strategies.base import BudgetedClient, Progress
+from tasks.app import app
+from tasks.delivery import get_deliverer
+from tasks.runtime import get_runtime
+
+logger = logging.getLogger(__name__)
+
+MAX_MODEL_RETRIES = 3
+RETRY_BACKOFF_SECONDS = (5, 20, 60)
+MAX_DELIVERY_RETRIES = 5
+DELIVERY_RETRY_SECONDS = 10
+
+
+@app.task(name="ponder.answer_question", bind=True, max_retries=MAX_MODEL_RETRIES)
+def answer_question(self: Task[Any, str], question_id: int) -> str:
+    """Answer a stored question and enqueue its delivery. Safe to run twice."""
+    runtime = get_runtime()
+    started = time.monotonic()
+    question = start_question(runtime.engine, question_id)
+    if question is None:
+        logger.info("question %d already finished; only delivering it", question_id)
+        _enqueue_delivery(question_id)
+        return "already-finished"
+
+    logger.info("answering question %d (attempt %d)", question_id, question.attempts)
+    deliverer = get_deliverer(question.platform, runtime.settings)
+    plan = plan_question(question, runtime.settings)
+    client = BudgetedClient(runtime.client, budget_tokens=plan.budget_tokens)
+
+    async def report(progress: Progress) -> None:
+        await deliverer.progress(question, progress)
+
+    async def run() -> Any:
+        await deliverer.started(question)
+        request = build_input(
+            runtime.engine, question, system_prompt=runtime.settings.system_prompt
+        )
+        return await run_plan(client, request, plan, progress=report)
+
+    try:
+        result = runtime.run(run())
+    except ModelError as exc:
+        if exc.is_transient and self.request.retries < MAX_MODEL_RETRIES:
+            countdown = RETRY_BACKOFF_SECONDS[self.request.retries]
+            logger.warning(
+                "question %d: %s; retry %d of %d in %d s",
+                question_id,
+                exc,
+                self.request.retries + 1,
+                MAX_MODEL_RETRIES,
+                countdown,
+            )
+            requeue_question(runtime.engine, question_id, str(exc))
+            if self.request.is_eager:
+                time.sleep(countdown)
+            raise self.retry(exc=exc, countdown=countdown) from exc
+        record_failure(runtime.engine, question_id, exc)
+        _enqueue_delivery(question_id)
+        return "failed"
+    except SoftTimeLimitExceeded:
+        logger.warning("question %d ran out of time", question_id)
+        record_failure(runtime.engine, question_id, PonderError("the question ran out of time"))
+        _enqueue_delivery(question_id)
+        return "failed"
+    except PonderError as exc:
+        record_failure(runtime.engine, question_id, exc)
+        _enqueue_delivery(question_id)
+        return "failed"
+
+    record_answer(
+        runtime.engine,
+        question_id,
+        result,
+        plan,
+        model=runtime.client.model_name,
+        wall_seconds=time.monotonic() - started,
+    )
+    _enqueue_delivery(question_id)
+    return "answered"
+
+
+@app.task(name="ponder.deliver_answer", bind=True, max_retries=MAX_DELIVERY_RETRIES)
+def deliver_answer(self: Task[Any, str], question_id: int) -> str:
+    """Post a finished question's answer to its chat, once."""
+    runtime = get_runtime()
+    with session_scope(runtime.engine) as session:
+        question = session.get(Question, question_id)
+    if question is None or question.delivered_at is not None:
+        return "skipped"
+    deliverer = get_deliverer(question.platform, runtime.settings)
+    try:
+        message_ids = runtime.run(deliverer.deliver(question, reply_from_question(question)))
+    except PonderError as exc:
+        logger.warning("delivering question %d failed: %s", question_id, exc)
+        raise self.retry(exc=exc, countdown=DELIVERY_RETRY_SECONDS) from exc
+    with session_scope(runtime.engine) as session:
+        stored = session.get(Question, question_id, with_for_update=True)
+        if stored is not None and stored.delivered_at is None:
+            stored.delivered_at = utcnow()
+            session.add(stored)
+    record_answer_messages(runtime.engine, question, question.chat_id, message_ids)
+    logger.info(
+        "delivered question %d to %s in %d message(s)",
+        question_id,
+        question.platform,
+        len(message_ids),
+    )
+    return "delivered"
+
+
+def enqueue(task: Task[Any, str], question_id: int) -> None:
+    """Send a task to the broker, or run it in this process when no broker is configured."""
+    if get_runtime().settings.broker_url:
+        task.delay(question_id)
+        return
+    logger.info(
+        "no broker configured; running %s for question %d in this process", task.name, question_id
+    )
+    task.apply(args=(question_id,), throw=True)
+
+
+def enqueue_answer(question_id: int) -> None:
+    """Queue a stored question for answering; call after the question's transaction committed."""
+    enqueue(answer_question, question_id)
+
+
+def _enqueue_delivery(question_id: int) -> None:
+    enqueue(deliver_answer, question_id)
