@@ -31,6 +31,17 @@ class User(SQLModel, table=True):
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
+    budget_tokens: int | None = Field(
+        default=None, description="Allowance per period; None means the current default."
+    )
+    budget_period: str | None = Field(
+        default=None, max_length=8, description="day, week or month; None means the default."
+    )
+    question_cap_tokens: int | None = Field(
+        default=None, description="Most tokens one question may spend; None means the default."
+    )
+    is_blocked: bool = Field(default=False)
+    blocked_reason: str | None = Field(default=None, max_length=256)
 
     @property
     def ref(self) -> str:
@@ -87,6 +98,15 @@ class Question(SQLModel, table=True):
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     trace: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
+    reserved_tokens: int = Field(
+        default=0, description="Tokens held against the asker's budget while the question runs."
+    )
+    difficulty_score: float | None = Field(default=None)
+    difficulty_level: str | None = Field(default=None, max_length=16)
+    plan_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    features: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    outcome: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
 
 class UsageEntry(SQLModel, table=True):
     """One row of the usage ledger: tokens a question spent, per user."""
@@ -118,3 +138,30 @@ class AnswerMessage(SQLModel, table=True):
     platform: str = Field(max_length=32)
     chat_id: str = Field(max_length=64)
     message_id: str = Field(max_length=64)
+
+
+class AuditEntry(SQLModel, table=True):
+    """One admin action: who did what to whom, and when."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    actor: str = Field(max_length=128, index=True)
+    action: str = Field(max_length=32)
+    target: str | None = Field(default=None, max_length=128)
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+class AppSetting(SQLModel, table=True):
+    """A setting changed at run time by an admin, such as the default budget."""
+
+    __tablename__ = "app_settings"
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )

@@ -1,8 +1,8 @@
-"""create users, questions, usage ledger and answer messages
+"""initial schema
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 19:58:58.717411
+Create Date: 2026-12-04 20:00:31.912329
 """
 
 from collections.abc import Sequence
@@ -18,12 +18,37 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_table(
+        "app_settings",
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("value", sa.JSON(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("key"),
+    )
+    op.create_table(
+        "audit_log",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("actor", sa.String(length=128), nullable=False),
+        sa.Column("action", sa.String(length=32), nullable=False),
+        sa.Column("target", sa.String(length=128), nullable=True),
+        sa.Column("details", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("audit_log", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_audit_log_actor"), ["actor"], unique=False)
+
+    op.create_table(
         "users",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("platform", sa.String(length=32), nullable=False),
         sa.Column("platform_user_id", sa.String(length=64), nullable=False),
         sa.Column("display_name", sa.String(length=128), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("budget_tokens", sa.Integer(), nullable=True),
+        sa.Column("budget_period", sa.String(length=8), nullable=True),
+        sa.Column("question_cap_tokens", sa.Integer(), nullable=True),
+        sa.Column("is_blocked", sa.Boolean(), nullable=False),
+        sa.Column("blocked_reason", sa.String(length=256), nullable=True),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("platform", "platform_user_id", name="uq_users_platform_id"),
     )
@@ -59,6 +84,12 @@ def upgrade() -> None:
         sa.Column("model_seconds", sa.Float(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("trace", sa.JSON(), nullable=False),
+        sa.Column("reserved_tokens", sa.Integer(), nullable=False),
+        sa.Column("difficulty_score", sa.Float(), nullable=True),
+        sa.Column("difficulty_level", sa.String(length=16), nullable=True),
+        sa.Column("plan_reason", sa.Text(), nullable=True),
+        sa.Column("features", sa.JSON(), nullable=False),
+        sa.Column("outcome", sa.JSON(), nullable=False),
         sa.ForeignKeyConstraint(
             ["follow_up_of_id"],
             ["questions.id"],
@@ -135,3 +166,8 @@ def downgrade() -> None:
 
     op.drop_table("questions")
     op.drop_table("users")
+    with op.batch_alter_table("audit_log", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_audit_log_actor"))
+
+    op.drop_table("audit_log")
+    op.drop_table("app_settings")

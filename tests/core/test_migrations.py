@@ -11,7 +11,14 @@ from sqlmodel import SQLModel
 import core.models  # noqa: F401  (registers the tables)
 from core.db import create_db_engine, current_revision, downgrade, head_revision, upgrade
 
-EXPECTED_TABLES = {"users", "questions", "usage_ledger", "answer_messages"}
+EXPECTED_TABLES = {
+    "users",
+    "questions",
+    "usage_ledger",
+    "answer_messages",
+    "audit_log",
+    "app_settings",
+}
 
 
 def _round_trip(url: str) -> None:
