@@ -6,9 +6,10 @@ import logging
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from bots.cli.ask import ask, strategies
-from bots.cli.common import configure_logging
+from bots.cli.common import configure_logging, fail
 from bots.cli.db import db_app
 from bots.cli.worker import worker
 from core.config import get_settings
@@ -34,7 +35,15 @@ def main_options(
     ] = None,
 ) -> None:
     """Set up logging before any subcommand runs."""
-    configure_logging(log_level or get_settings().log_level)
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"PONDER_{'_'.join(map(str, error['loc'])).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        fail(f"invalid settings: {problems}", code=2)
+    configure_logging(log_level or settings.log_level)
 
 
 def main() -> None:
