@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlmodel import select
 
+from core.budget import (
+    BudgetStatus,
+    format_reset_moment,
+    release_reservation,
+    settle_reservation,
+    user_status,
+)
 from core.config import Settings
 from core.db import session_scope
 from core.errors import NotFoundError, PonderError
-from core.footnote import FootnoteFacts, format_footnote
+from core.footnote import FootnoteFacts, estimate_energy, format_footnote
 from core.llm.base import ChatMessage
 from core.models import TERMINAL_STATUSES, Question, UsageEntry, utcnow
 from core.schemas import Reply
@@ -160,8 +167,11 @@ def record_answer(
     *,
     model: str,
     wall_seconds: float,
+    settings: Settings | None = None,
 ) -> Reply:
-    """Store the answer and one ledger row in a single transaction, and build the reply.
+    """Store the answer, one ledger row and the settled reservation in a single transaction, and
+    build the reply. With `settings`, the footnote also shows the asker's remaining budget and
+    the energy estimate.
 
     Running this twice for the same question records the usage once.
     """
@@ -171,6 +181,13 @@ def record_answer(
             raise NotFoundError(f"question {question_id} does not exist")
         if question.status == "answered":
             return reply_from_question(question)
+        reserved = settle_reservation(
+            session,
+            question,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+        )
+        budget = user_status(session, settings, question.user_id) if settings else None
         facts = FootnoteFacts(
             strategy=result.strategy,
             calls=result.calls,
@@ -184,6 +201,7 @@ def record_answer(
             agreement=result.agreement,
             stopped_early_for_budget=result.budget_exhausted,
         )
+        facts = _with_budget_and_energy(facts, settings, budget)
         question.status = "answered"
         question.finished_at = utcnow()
         question.answer = result.answer_text
@@ -197,18 +215,8 @@ def record_answer(
         question.wall_seconds = wall_seconds
         question.model_seconds = result.model_seconds
         question.error = None
-        question.trace = _trace(result, plan)
+        question.trace = {**_trace(result, plan), "budget": _budget_trace(reserved, budget)}
         session.add(question)
-        session.add(
-            UsageEntry(
-                user_id=question.user_id,
-                question_id=question_id,
-                kind="answer",
-                prompt_tokens=result.prompt_tokens,
-                completion_tokens=result.completion_tokens,
-                tokens=result.total_tokens,
-            )
-        )
     logger.info(
         "answered question %d with %s: %d calls, %d+%d tokens, %.2f s (model %.2f s)",
         question_id,
@@ -222,6 +230,39 @@ def record_answer(
     return reply_from_question(question)
 
 
+def _with_budget_and_energy(
+    facts: FootnoteFacts, settings: Settings | None, budget: BudgetStatus | None
+) -> FootnoteFacts:
+    if settings is None:
+        return facts
+    energy_wh, energy_cost = estimate_energy(
+        model_seconds=facts.model_seconds,
+        watts=settings.watts,
+        price_per_kwh=settings.price_per_kwh,
+    )
+    remaining = budget.remaining_tokens if budget else None
+    return replace(
+        facts,
+        budget_remaining=remaining,
+        budget_resets=(
+            format_reset_moment(budget.period, budget.resets_at)
+            if budget and remaining is not None
+            else None
+        ),
+        energy_wh=energy_wh,
+        energy_cost=energy_cost,
+        currency_symbol=settings.currency_symbol,
+    )
+
+
+def _budget_trace(reserved_tokens: int, budget: BudgetStatus | None) -> dict[str, Any]:
+    return {
+        "reserved_tokens": reserved_tokens,
+        "remaining_tokens": budget.remaining_tokens if budget else None,
+        "resets_at": budget.resets_at.isoformat() if budget else None,
+    }
+
+
 def record_failure(engine: Engine, question_id: int, error: PonderError) -> Reply:
     """Mark the question failed with the error's detail; the reply carries the user message."""
     with session_scope(engine) as session:
@@ -232,6 +273,7 @@ def record_failure(engine: Engine, question_id: int, error: PonderError) -> Repl
             return reply_from_question(question)
         question.status = "failed"
         question.finished_at = utcnow()
+        release_reservation(question)
         question.error = str(error)
         question.answer = None
         question.footnote = None
@@ -248,6 +290,7 @@ def requeue_question(engine: Engine, question_id: int, reason: str) -> None:
         if question is None or question.status in TERMINAL_STATUSES:
             return
         question.status = "queued"
+        release_reservation(question)
         question.error = reason
         session.add(question)
 

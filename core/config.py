@@ -72,7 +72,16 @@ class Settings(BaseSettings):
     default_budget_tokens: int = Field(
         default=50_000, ge=0, description="Token allowance per period for new users."
     )
-    default_budget_period: BudgetPeriod = Field(default="day")
+    default_budget_period: BudgetPeriod = Field(
+        default="day", description="day, week or month; periods start at 00:00 UTC."
+    )
+    admins_unlimited: bool = Field(
+        default=True, description="Admins in admin_ids have no token allowance per period."
+    )
+    discord_managers_are_admins: bool = Field(
+        default=False,
+        description="Treat Discord members with the Manage Server permission as Ponder admins.",
+    )
     system_prompt: str = Field(
         default="You are a knowledgeable assistant. Give short, correct answers.",
         description="System message sent before every question.",
@@ -84,6 +93,18 @@ class Settings(BaseSettings):
     answer_wait_seconds: float = Field(
         default=900.0, gt=0, description="How long `ponder ask` waits for a worker's answer."
     )
+
+    watts: float | None = Field(
+        default=None,
+        gt=0,
+        description="Power draw of the model machine in watts, for the footnote's energy estimate.",
+    )
+    price_per_kwh: float | None = Field(
+        default=None,
+        ge=0,
+        description="Electricity price per kWh, for the footnote's cost estimate; needs watts.",
+    )
+    currency_symbol: str = Field(default="€", max_length=8)
 
     discord_token: SecretStr | None = None
     telegram_token: SecretStr | None = None

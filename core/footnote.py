@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -22,6 +23,52 @@ class FootnoteFacts:
     budget_remaining: int | None = None
     budget_resets: str | None = None
     stopped_early_for_budget: bool = False
+    energy_wh: float | None = None
+    energy_cost: float | None = None
+    currency_symbol: str = "€"
+
+
+def estimate_energy(
+    *, model_seconds: float, watts: float | None, price_per_kwh: float | None
+) -> tuple[float | None, float | None]:
+    """Estimate the energy (Wh) and its price from the model's busy time and a fixed power draw.
+
+    An estimate only: it assumes the machine draws `watts` for exactly the model seconds, and
+    ignores idle power and other work on the machine.
+    """
+    if watts is None:
+        return None, None
+    energy_wh = watts * model_seconds / 3600
+    cost = None if price_per_kwh is None else energy_wh / 1000 * price_per_kwh
+    return energy_wh, cost
+
+
+def format_significant(value: float, digits: int = 2) -> str:
+    """Format a positive number with `digits` significant digits, or as a whole number when it
+    has more integer digits than that, never with an exponent.
+
+    >>> format_significant(0.000123)
+    '0.00012'
+    >>> format_significant(0.3)
+    '0.3'
+    >>> format_significant(1234.5)
+    '1,234'
+    """
+    if value <= 0:
+        return "0"
+    exponent = math.floor(math.log10(value))
+    decimals = max(0, digits - 1 - exponent)
+    text = f"{value:,.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _energy_part(facts: FootnoteFacts) -> str | None:
+    if facts.energy_wh is None:
+        return None
+    part = f"≈{format_significant(facts.energy_wh)} Wh"
+    if facts.energy_cost is not None:
+        part += f", {facts.currency_symbol}{format_significant(facts.energy_cost)}"
+    return part
 
 
 def _plural(count: int, word: str) -> str:
@@ -39,6 +86,9 @@ def format_footnote(facts: FootnoteFacts) -> str:
             facts.model,
         ]
     )
+    energy = _energy_part(facts)
+    if energy:
+        cost += f" · {energy}"
     decision: list[str] = []
     if facts.difficulty:
         decision.append(f"difficulty {facts.difficulty}")

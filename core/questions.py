@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from core.budget import check_can_ask_ref
 from core.config import Settings
 from core.db import session_scope
 from core.errors import InvalidQuestionError, NotFoundError
@@ -98,7 +99,11 @@ def find_user(session: Session, platform: str, platform_user_id: str) -> User | 
 
 
 def submit_question(engine: Engine, settings: Settings, request: AskRequest) -> Question:
-    """Validate and store a question with status "queued"; the caller enqueues it afterwards."""
+    """Validate and store a question with status "queued"; the caller enqueues it afterwards.
+
+    Raises UserBlockedError for a blocked asker and BudgetExceededError when too little budget
+    is left; in both cases nothing is stored.
+    """
     text = validate_question_text(request.text, max_chars=settings.max_question_chars)
     validate_user_ref(request.platform, request.user_id)
     if request.effort not in EFFORTS:
@@ -107,6 +112,7 @@ def submit_question(engine: Engine, settings: Settings, request: AskRequest) -> 
         )
 
     with session_scope(engine) as session:
+        check_can_ask_ref(session, settings, request.platform, request.user_id)
         user = get_or_create_user(session, request.platform, request.user_id, request.display_name)
         if (
             request.follow_up_of_id is not None

@@ -19,8 +19,9 @@ from core.answering import (
     run_plan,
     start_question,
 )
+from core.budget import reserve_question_budget
 from core.db import session_scope
-from core.errors import ModelError, PonderError
+from core.errors import BudgetExceededError, ModelError, PonderError, UserBlockedError
 from core.models import Question, utcnow
 from core.questions import record_answer_messages
 from core.strategies.base import BudgetedClient, Progress
@@ -50,7 +51,15 @@ def answer_question(self: Task[Any, str], question_id: int) -> str:
     logger.info("answering question %d (attempt %d)", question_id, question.attempts)
     deliverer = get_deliverer(question.platform, runtime.settings)
     plan = plan_question(question, runtime.settings)
-    client = BudgetedClient(runtime.client, budget_tokens=plan.budget_tokens)
+    try:
+        reservation = reserve_question_budget(
+            runtime.engine, runtime.settings, question_id, planned_tokens=plan.budget_tokens
+        )
+    except (BudgetExceededError, UserBlockedError):
+        # The question is stored as "refused" with the message the asker gets.
+        _enqueue_delivery(question_id)
+        return "refused"
+    client = BudgetedClient(runtime.client, budget_tokens=reservation.tokens)
 
     async def report(progress: Progress) -> None:
         await deliverer.progress(question, progress)
@@ -91,6 +100,13 @@ def answer_question(self: Task[Any, str], question_id: int) -> str:
         record_failure(runtime.engine, question_id, exc)
         _enqueue_delivery(question_id)
         return "failed"
+    except Exception as exc:
+        # A bug, not a model problem: fail the question so that its reservation is released
+        # instead of holding the asker's budget forever.
+        logger.exception("question %d failed with an unexpected error", question_id)
+        record_failure(runtime.engine, question_id, PonderError(f"unexpected error: {exc!r}"))
+        _enqueue_delivery(question_id)
+        return "failed"
 
     record_answer(
         runtime.engine,
@@ -99,6 +115,7 @@ def answer_question(self: Task[Any, str], question_id: int) -> str:
         plan,
         model=runtime.client.model_name,
         wall_seconds=time.monotonic() - started,
+        settings=runtime.settings,
     )
     _enqueue_delivery(question_id)
     return "answered"
