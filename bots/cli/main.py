@@ -9,6 +9,7 @@ import typer
 from pydantic import ValidationError
 
 from bots.cli.ask import ask, strategies
+from bots.cli.bench import bench
 from bots.cli.common import configure_logging, fail
 from bots.cli.db import db_app
 from bots.cli.worker import worker
@@ -23,6 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command()(ask)
+app.command()(bench)
 app.command()(strategies)
 app.command()(worker)
 app.add_typer(db_app, name="db")
