@@ -143,14 +143,16 @@ class BudgetedClient:
         `min_completion_tokens` would remain after the prompt, or when the deadline has passed.
         """
         prompt_tokens = self._client.count_tokens(messages)
-        granted = await self._reserve(prompt_tokens, options.max_tokens, min_completion_tokens)
-        clamped = _with_max_tokens(options, granted)
-        try:
-            async with self.semaphore:
-                result = await self._client.chat(messages, clamped)
-        finally:
-            await self._release(prompt_tokens + granted)
-        await self._record(result, purpose)
+        # Reserving inside the semaphore keeps calls that wait for a free slot from holding budget
+        # that a running call may leave unused.
+        async with self.semaphore:
+            granted = await self._reserve(prompt_tokens, options.max_tokens, min_completion_tokens)
+            try:
+                result = await self._client.chat(messages, _with_max_tokens(options, granted))
+            except BaseException:
+                await self._release(prompt_tokens + granted)
+                raise
+            await self._record(result, purpose, reserved_tokens=prompt_tokens + granted)
         return result
 
     async def continue_chat(
@@ -166,14 +168,15 @@ class BudgetedClient:
         prompt_tokens = self._client.count_tokens(
             [*messages, ChatMessage(role="assistant", content=partial)]
         )
-        granted = await self._reserve(prompt_tokens, options.max_tokens, min_completion_tokens)
-        clamped = _with_max_tokens(options, granted)
-        try:
-            async with self.semaphore:
+        async with self.semaphore:
+            granted = await self._reserve(prompt_tokens, options.max_tokens, min_completion_tokens)
+            clamped = _with_max_tokens(options, granted)
+            try:
                 result = await self._client.continue_chat(messages, partial, clamped)
-        finally:
-            await self._release(prompt_tokens + granted)
-        await self._record(result, purpose)
+            except BaseException:
+                await self._release(prompt_tokens + granted)
+                raise
+            await self._record(result, purpose, reserved_tokens=prompt_tokens + granted)
         return result
 
     async def _reserve(self, prompt_tokens: int, max_tokens: int, min_tokens: int) -> int:
@@ -193,8 +196,11 @@ class BudgetedClient:
         async with self._lock:
             self._reserved -= tokens
 
-    async def _record(self, result: ChatResult, purpose: str) -> None:
+    async def _record(self, result: ChatResult, purpose: str, *, reserved_tokens: int) -> None:
+        # Releasing the reservation and adding the spend under one lock leaves no moment in
+        # which a concurrent call could reserve tokens that are neither reserved nor spent.
         async with self._lock:
+            self._reserved -= reserved_tokens
             self._spent += result.total_tokens
         self.records.append(
             CallRecord(
