@@ -18,19 +18,29 @@ from core.strategies.base import (
     StrategyResult,
     result_from_client,
 )
+from core.strategies.sampling import (
+    BUDGET_EXHAUSTED_ANSWER,
+    exhausted_stop_reason,
+    no_answer_result,
+    report,
+)
 
 logger = logging.getLogger(__name__)
 
-BUDGET_EXHAUSTED_ANSWER = "I ran out of budget before I could answer this question."
+__all__ = ["BUDGET_EXHAUSTED_ANSWER", "DirectOptions", "DirectStrategy"]
 
 
 class DirectOptions(StrategyOptions):
+    """Options of `direct`: one call with these sampling settings."""
+
     max_tokens: int = 512
     temperature: float = 0.0
     seed: int = 0
 
 
 class DirectStrategy:
+    """Ask the question once, as it is, and return the reply."""
+
     name: ClassVar[str] = "direct"
     description: ClassVar[str] = "One greedy answer; the cheapest strategy."
     options_type: ClassVar[type[StrategyOptions]] = DirectOptions
@@ -50,28 +60,29 @@ class DirectStrategy:
         try:
             result = await client.chat(request.messages(), sampling, purpose="answer")
         except BudgetExhaustedError as exc:
-            return result_from_client(
+            return no_answer_result(
                 self.name,
                 client,
-                answer_text=BUDGET_EXHAUSTED_ANSWER,
-                short_answer="",
-                candidates=(),
-                stop_reason="budget_exhausted",
+                stop_reason=exhausted_stop_reason(client),
                 trace=(f"no call made: {exc}",),
             )
+        await report(progress, self.name, "calls", done=1, total=1)
 
         text = result.text.strip()
         candidate = Candidate(
             text=text,
-            answer=extract_answer(text),
+            answer=extract_answer(text, question=request.question),
             prompt_tokens=result.prompt_tokens,
             completion_tokens=result.completion_tokens,
             seed=result.seed,
             votes=1,
         )
-        stop_reason: StopReason = (
-            "budget_exhausted" if result.finish_reason == "length" else "completed"
-        )
+        stop_reason: StopReason = "completed"
+        trace = [f"one call, finish reason {result.finish_reason}"]
+        if result.finish_reason == "length":
+            # A reply cut by max_tokens counts as out of budget too: the answer is unfinished.
+            stop_reason = "budget_exhausted"
+            trace.append(f"reply cut at {result.completion_tokens} tokens")
         return result_from_client(
             self.name,
             client,
@@ -79,5 +90,5 @@ class DirectStrategy:
             short_answer=candidate.answer,
             candidates=(candidate,),
             stop_reason=stop_reason,
-            trace=(f"one greedy call, finish reason {result.finish_reason}",),
+            trace=tuple(trace),
         )

@@ -5,8 +5,11 @@ from __future__ import annotations
 from core.errors import UnknownStrategyError
 from core.strategies.base import Strategy
 from core.strategies.direct import DirectStrategy
+from core.strategies.self_consistency import SelfConsistencyStrategy
 
-STRATEGIES: dict[str, Strategy] = {strategy.name: strategy for strategy in (DirectStrategy(),)}
+STRATEGIES: dict[str, Strategy] = {
+    strategy.name: strategy for strategy in (DirectStrategy(), SelfConsistencyStrategy())
+}
 
 
 def get_strategy(name: str) -> Strategy:
