@@ -108,6 +108,28 @@ class Settings(BaseSettings):
 
     discord_token: SecretStr | None = None
     telegram_token: SecretStr | None = None
+    telegram_base_url: str = Field(
+        default="https://api.telegram.org/bot",
+        description="Bot API URL that the token is appended to; point it at a local Bot API "
+        "server to self-host.",
+    )
+    telegram_webhook_url: str | None = Field(
+        default=None,
+        description="Public HTTPS URL that Telegram posts updates to; unset uses long polling.",
+    )
+    telegram_webhook_listen: str = Field(
+        default="127.0.0.1", description="Address the webhook server binds to."
+    )
+    telegram_webhook_port: int = Field(
+        default=8443, ge=1, le=65535, description="Port the webhook server listens on."
+    )
+    telegram_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token with each update.",
+    )
+    telegram_progress_interval_seconds: float = Field(
+        default=3.0, ge=0, description="Least time between two progress edits in one chat."
+    )
 
     log_level: str = Field(default="INFO")
 

@@ -1,0 +1,1 @@
+"""The Telegram adapter: the bot that takes questions and the worker-side answer delivery."""
