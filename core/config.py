@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,42 @@ class Settings(BaseSettings):
         description="Celery broker URL (Redis); unset runs questions in the asking process.",
     )
     task_queue: str = Field(default="ponder", description="Celery queue that workers consume.")
+    broker_key_prefix: str = Field(
+        default="",
+        description="Prefix of every Redis key the broker uses, so that deployments can share "
+        "one Redis.",
+    )
+    broker_visibility_timeout_seconds: int = Field(
+        default=3_600,
+        gt=0,
+        description="Seconds after which Redis hands an unacknowledged task to another worker.",
+    )
+    task_soft_time_limit_seconds: float = Field(
+        default=1_200.0,
+        gt=0,
+        description="Seconds after which a task is told to stop and return its best answer.",
+    )
+    task_hard_time_limit_seconds: float = Field(
+        default=1_320.0, gt=0, description="Seconds after which a task's process is killed."
+    )
+    model_max_retries: int = Field(
+        default=3, ge=0, description="Retries of a question whose model call failed transiently."
+    )
+    model_retry_backoff_seconds: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [5.0, 20.0, 60.0],
+        description="Wait before each retry, comma-separated; the last value repeats.",
+    )
+    sweep_interval_seconds: float = Field(
+        default=60.0, gt=0, description="How often beat runs the sweep of stranded questions."
+    )
+    sweep_queued_after_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="Age after which a question still queued is sent to the broker again.",
+    )
+    rate_limit_per_minute: int = Field(
+        default=5, ge=0, description="Questions one user may ask per minute; 0 turns it off."
+    )
 
     model_backend: ModelBackend = Field(default="embedded")
     embedded_model_path: Path | None = Field(
@@ -137,6 +173,35 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_admin_ids(cls, value: object) -> object:
         return _split_ids(value)
+
+    @field_validator("model_retry_backoff_seconds", mode="before")
+    @classmethod
+    def _parse_backoff(cls, value: object) -> object:
+        return _split_ids(value)
+
+    @field_validator("model_retry_backoff_seconds", mode="after")
+    @classmethod
+    def _check_backoff(cls, value: list[float]) -> list[float]:
+        if not value or min(value) < 0:
+            raise ValueError(f"give one or more waits of 0 s or more, comma-separated; got {value}")
+        return value
+
+    @field_validator("task_hard_time_limit_seconds", mode="after")
+    @classmethod
+    def _check_time_limits(cls, hard: float, info: ValidationInfo) -> float:
+        # Redis hands an unacknowledged task to another worker after the visibility timeout, so
+        # a task still running then would run twice at once; both limits must stay below it.
+        soft = info.data.get("task_soft_time_limit_seconds")
+        visibility = info.data.get("broker_visibility_timeout_seconds")
+        if soft is None or visibility is None:
+            return hard
+        if not soft < hard < visibility:
+            raise ValueError(
+                f"time limits must satisfy soft < hard < visibility timeout; got soft {soft:g} s, "
+                f"hard {hard:g} s, visibility {visibility} s. Raise "
+                "PONDER_BROKER_VISIBILITY_TIMEOUT_SECONDS or lower the task time limits"
+            )
+        return hard
 
     @property
     def resolved_database_url(self) -> str:

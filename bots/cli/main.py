@@ -12,6 +12,8 @@ from bots.cli.ask import ask, strategies
 from bots.cli.bench import bench
 from bots.cli.common import configure_logging, fail
 from bots.cli.db import db_app
+from bots.cli.doctor import doctor
+from bots.cli.services import beat, flower
 from bots.cli.worker import worker
 from core.config import get_settings
 
@@ -27,6 +29,9 @@ app.command()(ask)
 app.command()(bench)
 app.command()(strategies)
 app.command()(worker)
+app.command()(beat)
+app.command()(flower)
+app.command()(doctor)
 app.add_typer(db_app, name="db")
 
 
