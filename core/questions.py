@@ -13,6 +13,7 @@ from core.config import Settings
 from core.db import session_scope
 from core.errors import InvalidQuestionError, NotFoundError
 from core.models import AnswerMessage, Question, User
+from core.ratelimit import enforce_rate_limit
 from core.schemas import EFFORTS, AskRequest
 
 logger = logging.getLogger(__name__)
@@ -101,8 +102,8 @@ def find_user(session: Session, platform: str, platform_user_id: str) -> User | 
 def submit_question(engine: Engine, settings: Settings, request: AskRequest) -> Question:
     """Validate and store a question with status "queued"; the caller enqueues it afterwards.
 
-    Raises UserBlockedError for a blocked asker and BudgetExceededError when too little budget
-    is left; in both cases nothing is stored.
+    Raises UserBlockedError for a blocked asker, BudgetExceededError when too little budget
+    is left and RateLimitedError when the asker asks too often; in each case nothing is stored.
     """
     text = validate_question_text(request.text, max_chars=settings.max_question_chars)
     validate_user_ref(request.platform, request.user_id)
@@ -119,6 +120,7 @@ def submit_question(engine: Engine, settings: Settings, request: AskRequest) -> 
             and session.get(Question, request.follow_up_of_id) is None
         ):
             raise NotFoundError(f"question {request.follow_up_of_id} does not exist")
+        enforce_rate_limit(session, settings, user)
         assert user.id is not None
         question = Question(
             user_id=user.id,

@@ -45,7 +45,11 @@ def migrated_engine(sqlite_url: str) -> Iterator[Engine]:
 
 @pytest.fixture
 def settings(tmp_path: Path, sqlite_url: str) -> Settings:
-    return Settings(_env_file=None, data_dir=tmp_path, database_url=sqlite_url)  # type: ignore[call-arg]
+    # The per-user rate limit is off, so that tests may ask many questions as one user;
+    # tests/core/test_ratelimit.py turns it on.
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None, data_dir=tmp_path, database_url=sqlite_url, rate_limit_per_minute=0
+    )
 
 
 @pytest.fixture
@@ -56,7 +60,11 @@ def ponder_env(
     for name in list(os.environ):
         if name.startswith("PONDER_"):
             monkeypatch.delenv(name)
-    env = {"PONDER_DATA_DIR": str(tmp_path), "PONDER_DATABASE_URL": sqlite_url}
+    env = {
+        "PONDER_DATA_DIR": str(tmp_path),
+        "PONDER_DATABASE_URL": sqlite_url,
+        "PONDER_RATE_LIMIT_PER_MINUTE": "0",
+    }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
