@@ -6,6 +6,7 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from core.bench.entries import Entry, PolicyEntry, StrategyEntry
 from core.bench.loading import BenchQuestion
@@ -54,6 +55,17 @@ async def run_benchmark(
     return rows
 
 
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """One question answered by one entry: the scored row, and the strategy's result.
+
+    `result` is None when a model error ended the run.
+    """
+
+    row: BenchRow
+    result: StrategyResult | None
+
+
 async def run_entry(
     question: BenchQuestion,
     entry: Entry,
@@ -62,7 +74,22 @@ async def run_entry(
     budget_tokens: int,
     system_prompt: str | None = None,
 ) -> BenchRow:
-    """Answer one question with one entry within `budget_tokens` and score the answer.
+    """Answer one question with one entry within `budget_tokens` and return the scored row."""
+    outcome = await answer_question(
+        question, entry, client, budget_tokens=budget_tokens, system_prompt=system_prompt
+    )
+    return outcome.row
+
+
+async def answer_question(
+    question: BenchQuestion,
+    entry: Entry,
+    client: ModelClient,
+    *,
+    budget_tokens: int,
+    system_prompt: str | None = None,
+) -> RunOutcome:
+    """Answer one question with one entry on a fresh budgeted client and score the answer.
 
     A model error ends only this run: the row records the error and counts as wrong.
     """
@@ -79,8 +106,10 @@ async def run_entry(
         result = await strategy.run(request, client=budgeted, options=options)
     except ModelError as exc:
         logger.warning("%s failed on question at line %d: %s", entry.name, question.line, exc)
-        return _error_row(question, entry, budgeted, decision, time.monotonic() - started, exc)
-    return _result_row(question, entry, result, decision, time.monotonic() - started)
+        seconds = time.monotonic() - started
+        return RunOutcome(_error_row(question, entry, budgeted, decision, seconds, exc), None)
+    seconds = time.monotonic() - started
+    return RunOutcome(_result_row(question, entry, result, decision, seconds), result)
 
 
 async def decide(
