@@ -112,3 +112,15 @@ def test_bench_direct_on_three_easy_questions(ponder_env: dict[str, str], tmp_pa
     assert "| direct | 3 | " in (out / "summary.md").read_text(encoding="utf-8")
     assert (out / "accuracy_vs_tokens.png").read_bytes()[:8] == PNG_SIGNATURE
     assert f"results written to {out}" in finished.stdout
+
+
+def test_compare_early_stop_needs_self_consistency(ponder_env: dict[str, str]) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["bench", "--questions", str(EASY_SET), "--strategies", "direct", "--compare-early-stop"],
+    )
+
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (
+        "error: --compare-early-stop needs --strategies self_consistency alone, got 'direct'"
+    )
