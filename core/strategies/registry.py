@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from core.errors import UnknownStrategyError
 from core.strategies.base import Strategy
+from core.strategies.best_of_n import BestOfNStrategy
 from core.strategies.chain_of_thought import ChainOfThoughtStrategy
 from core.strategies.direct import DirectStrategy
 from core.strategies.self_consistency import SelfConsistencyStrategy
 
 STRATEGIES: dict[str, Strategy] = {
     strategy.name: strategy
-    for strategy in (DirectStrategy(), ChainOfThoughtStrategy(), SelfConsistencyStrategy())
+    for strategy in (
+        DirectStrategy(),
+        ChainOfThoughtStrategy(),
+        SelfConsistencyStrategy(),
+        BestOfNStrategy(),
+    )
 }
 
 

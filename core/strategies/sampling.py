@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -110,12 +110,13 @@ async def sample_paths(
     base_seed: int,
     question: str,
     purpose: str = "sample",
+    on_sample: Callable[[Sample], Awaitable[None]] | None = None,
 ) -> list[Sample | None]:
     """Sample one path per index with seed `base_seed + index`, concurrently.
 
     All calls start at once and the client's semaphore lets `client.max_parallel` of them run
-    together. The list keeps the order of `indices`; an entry is None when the budget could not
-    fit that call.
+    together. The list keeps the order of `indices`, and an entry is None when the budget could
+    not fit that call. `on_sample` runs as each sample arrives, for progress reports.
     """
 
     async def sample(index: int) -> Sample | None:
@@ -124,7 +125,10 @@ async def sample_paths(
         if result is None:
             return None
         answer = extract_answer(result.text, question=question)
-        return Sample(index=index, seed=seed, result=result, answer=answer)
+        drawn = Sample(index=index, seed=seed, result=result, answer=answer)
+        if on_sample is not None:
+            await on_sample(drawn)
+        return drawn
 
     return await gather_or_cancel([sample(index) for index in indices])
 
