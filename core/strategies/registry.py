@@ -8,6 +8,7 @@ from core.strategies.best_of_n import BestOfNStrategy
 from core.strategies.chain_of_thought import ChainOfThoughtStrategy
 from core.strategies.direct import DirectStrategy
 from core.strategies.self_consistency import SelfConsistencyStrategy
+from core.strategies.self_refine import SelfRefineStrategy
 
 STRATEGIES: dict[str, Strategy] = {
     strategy.name: strategy
@@ -16,6 +17,7 @@ STRATEGIES: dict[str, Strategy] = {
         ChainOfThoughtStrategy(),
         SelfConsistencyStrategy(),
         BestOfNStrategy(),
+        SelfRefineStrategy(),
     )
 }
 
