@@ -82,7 +82,7 @@ def write_reports(directory: Path, info: RunInfo, rows: Sequence[BenchRow]) -> l
     plot_accuracy_vs_tokens(
         directory / PLOT_FILE_NAME,
         summaries,
-        title=f"{info.questions_file} ({info.question_count} questions), {info.model}",
+        title=f"{Path(info.questions_file).name} ({info.question_count} questions), {info.model}",
     )
     return summaries
 
