@@ -9,6 +9,7 @@ from core.strategies.chain_of_thought import ChainOfThoughtStrategy
 from core.strategies.direct import DirectStrategy
 from core.strategies.self_consistency import SelfConsistencyStrategy
 from core.strategies.self_refine import SelfRefineStrategy
+from core.strategies.tree_search import TreeSearchStrategy
 
 STRATEGIES: dict[str, Strategy] = {
     strategy.name: strategy
@@ -18,6 +19,7 @@ STRATEGIES: dict[str, Strategy] = {
         SelfConsistencyStrategy(),
         BestOfNStrategy(),
         SelfRefineStrategy(),
+        TreeSearchStrategy(),
     )
 }
 
