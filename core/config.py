@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -125,6 +125,11 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(default=4_000, ge=1)
     question_token_cap: int = Field(
         default=8_000, ge=64, description="Most tokens one question may spend, over all calls."
+    )
+    policy: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Compute policy overrides as JSON: rows trivial, easy, medium, hard, and "
+        "escalate_below, queue_half_depth; rows left out keep core.planner.DEFAULT_POLICY.",
     )
     answer_wait_seconds: float = Field(
         default=900.0, gt=0, description="How long `ponder ask` waits for a worker's answer."

@@ -20,6 +20,7 @@ class FootnoteFacts:
     reason: str | None = None
     difficulty: str | None = None
     agreement: tuple[int, int] | None = None
+    escalation: str | None = None
     budget_remaining: int | None = None
     budget_resets: str | None = None
     stopped_early_for_budget: bool = False
@@ -97,6 +98,8 @@ def format_footnote(facts: FootnoteFacts) -> str:
     if facts.agreement is not None:
         agreed, total = facts.agreement
         decision.append(f"{agreed} of {total} samples agree")
+    if facts.escalation:
+        decision.append(facts.escalation)
     if facts.stopped_early_for_budget:
         decision.append("stopped early: budget used up")
     if facts.budget_remaining is not None:
