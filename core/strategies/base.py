@@ -314,19 +314,20 @@ def parse_options(
     known = sorted(options_type.model_fields)
     unknown = sorted(set(raw) - set(known))
     if unknown:
-        raise StrategyOptionError(
+        message = (
             f"unknown option(s) {', '.join(map(repr, unknown))} for strategy {strategy_name!r}; "
             f"known options: {', '.join(known) or 'none'}"
         )
+        # The asker typed these names, so the detail is safe and useful to show in the chat.
+        raise StrategyOptionError(message, user_message=message)
     try:
         return options_type.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(map(str, error['loc']))}: {error['msg']}" for error in exc.errors()
         )
-        raise StrategyOptionError(
-            f"invalid option value for strategy {strategy_name!r}: {problems}"
-        ) from exc
+        message = f"invalid option value for strategy {strategy_name!r}: {problems}"
+        raise StrategyOptionError(message, user_message=message) from exc
 
 
 def result_from_client(
