@@ -1,4 +1,4 @@
-"""Answering one stored question: plan, run the strategy, record the result and the usage.
+"""Answering one stored question: plan, probe, run the ladder, record the result and the usage.
 
 The functions here are the steps of the worker's task. Database steps are synchronous and short;
 the strategy run is async. Each step reloads what it needs by question id so that the task can be
@@ -8,8 +8,9 @@ retried or run twice without double counting.
 from __future__ import annotations
 
 import logging
+import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Engine
@@ -17,58 +18,105 @@ from sqlmodel import select
 
 from core.budget import (
     BudgetStatus,
+    budget_status,
     format_reset_moment,
     release_reservation,
     settle_reservation,
     user_status,
 )
+from core.calibration import outcome_record
 from core.config import Settings
 from core.db import session_scope
+from core.difficulty import estimate_difficulty, load_model
 from core.errors import NotFoundError, PonderError
+from core.escalation import escalation_from_result, run_ladder
 from core.footnote import FootnoteFacts, estimate_energy, format_footnote
 from core.llm.base import ChatMessage
-from core.models import TERMINAL_STATUSES, Question, UsageEntry, utcnow
-from core.schemas import Reply
-from core.strategies.base import (
-    BudgetedClient,
-    ProgressCallback,
-    StrategyInput,
-    StrategyResult,
-    parse_options,
-)
-from core.strategies.registry import get_strategy
+from core.models import TERMINAL_STATUSES, Question, UsageEntry, User, utcnow
+from core.planner import Plan, PlanInput, forced_plan, load_policy, probe_and_replan
+from core.planner import plan_question as choose_plan
+from core.schemas import EFFORTS, Effort, Reply
+from core.strategies.base import BudgetedClient, ProgressCallback, StrategyInput, StrategyResult
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_STRATEGY = "direct"
 MAX_FOLLOW_UP_TURNS = 4
+# English text averages about 4 characters per token with BPE tokenizers. Dividing by 3 and
+# adding a few tokens per message over-estimates, so the planned minimum is not too small.
+CHARS_PER_TOKEN_ESTIMATE = 3
+TOKENS_PER_MESSAGE_ESTIMATE = 8
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AnswerPlan:
-    """What to run for a question and how much it may spend."""
+def plan_question(
+    question: Question,
+    settings: Settings,
+    *,
+    budget: BudgetStatus | None = None,
+    queue_depth: int = 0,
+    prompt_tokens: int | None = None,
+) -> Plan:
+    """Estimate the question's difficulty and plan its strategy and budget.
 
-    strategy: str
-    budget_tokens: int
-    options: dict[str, Any] = field(default_factory=dict)
-    reason: str = ""
-    difficulty: str | None = None
-
-
-def plan_question(question: Question, settings: Settings) -> AnswerPlan:
-    """Choose the strategy: the one the asker forced, or the default."""
-    if question.requested_strategy:
-        return AnswerPlan(
-            strategy=question.requested_strategy,
-            budget_tokens=settings.question_token_cap,
-            options=dict(question.strategy_options),
-            reason="strategy chosen by the asker",
-        )
-    return AnswerPlan(
-        strategy=DEFAULT_STRATEGY,
-        budget_tokens=settings.question_token_cap,
-        reason="default strategy",
+    `budget` is the asker's budget status (None: only the per-question cap limits the plan);
+    `queue_depth` is the number of questions waiting for a worker; `prompt_tokens` is the
+    question's prompt size, estimated from its length when None.
+    """
+    model = load_model(settings.data_dir)
+    estimate = estimate_difficulty(question.text, model)
+    effort: Effort = question.effort if question.effort in EFFORTS else "auto"
+    inputs = PlanInput(
+        estimate=estimate,
+        question_cap_tokens=budget.question_cap_tokens if budget else settings.question_token_cap,
+        remaining_tokens=budget.remaining_tokens if budget else None,
+        effort=effort,
+        queue_depth=queue_depth,
+        prompt_tokens=prompt_tokens
+        if prompt_tokens is not None
+        else estimate_prompt_tokens(_question_messages(question, settings)),
+        probe_worthwhile=model.is_worth_probing(estimate.score),
     )
+    if question.requested_strategy:
+        return forced_plan(inputs, question.requested_strategy, dict(question.strategy_options))
+    return choose_plan(inputs, load_policy(settings.policy))
+
+
+def estimate_prompt_tokens(messages: list[ChatMessage]) -> int:
+    """Return an over-estimate of the prompt tokens of these messages, without a tokenizer."""
+    chars = sum(len(message.content) for message in messages)
+    return math.ceil(chars / CHARS_PER_TOKEN_ESTIMATE) + TOKENS_PER_MESSAGE_ESTIMATE * len(messages)
+
+
+def _question_messages(question: Question, settings: Settings) -> list[ChatMessage]:
+    return StrategyInput(question=question.text, system_prompt=settings.system_prompt).messages()
+
+
+def question_budget(engine: Engine, settings: Settings, question: Question) -> BudgetStatus:
+    """Return the asker's budget, leaving out what this question itself has reserved."""
+    with session_scope(engine) as session:
+        user = session.get(User, question.user_id)
+        if user is None:
+            raise NotFoundError(
+                f"user id {question.user_id} of question {question.id} does not exist"
+            )
+        return budget_status(session, settings, user, excluding_question=question.id)
+
+
+def record_plan(engine: Engine, question_id: int, plan: Plan) -> None:
+    """Store the difficulty, its features and the plan's reason before any model call."""
+    with session_scope(engine) as session:
+        question = session.get(Question, question_id, with_for_update=True)
+        if question is None:
+            raise NotFoundError(f"question {question_id} does not exist")
+        _store_plan(question, plan)
+        session.add(question)
+
+
+def _store_plan(question: Question, plan: Plan) -> None:
+    if plan.estimate is not None:
+        question.difficulty_score = round(plan.estimate.score, 4)
+        question.difficulty_level = plan.estimate.level
+        question.features = plan.estimate.as_record()
+    question.plan_reason = plan.reason
 
 
 def start_question(engine: Engine, question_id: int) -> Question | None:
@@ -107,20 +155,34 @@ def build_input(
     )
 
 
+async def refine_plan(
+    client: BudgetedClient, request: StrategyInput, plan: Plan, settings: Settings
+) -> Plan:
+    """Run the difficulty probe on the question's client when the plan requests it, and plan
+    again with its result. Without a probe, return the plan unchanged."""
+    if not plan.probe:
+        return plan
+    return await probe_and_replan(
+        client,
+        request,
+        plan,
+        policy=load_policy(settings.policy),
+        model=load_model(settings.data_dir),
+    )
+
+
 async def run_plan(
     client: BudgetedClient,
     request: StrategyInput,
-    plan: AnswerPlan,
+    plan: Plan,
     *,
     progress: ProgressCallback | None = None,
 ) -> StrategyResult:
-    """Run the planned strategy within the client's budget."""
-    strategy = get_strategy(plan.strategy)
-    options = parse_options(strategy.name, strategy.options_type, plan.options)
-    return await strategy.run(request, client=client, options=options, progress=progress)
+    """Run the plan's escalation ladder within the client's budget."""
+    return await run_ladder(client, request, plan, progress=progress)
 
 
-def _trace(result: StrategyResult, plan: AnswerPlan) -> dict[str, Any]:
+def _trace(result: StrategyResult, plan: Plan) -> dict[str, Any]:
     return {
         "plan": {
             "strategy": plan.strategy,
@@ -128,6 +190,8 @@ def _trace(result: StrategyResult, plan: AnswerPlan) -> dict[str, Any]:
             "options": plan.options,
             "reason": plan.reason,
             "difficulty": plan.difficulty,
+            "level": plan.level,
+            "rungs": [rung.model_dump() for rung in plan.ladder],
         },
         "stop_reason": result.stop_reason,
         "agreement": list(result.agreement) if result.agreement else None,
@@ -163,7 +227,7 @@ def record_answer(
     engine: Engine,
     question_id: int,
     result: StrategyResult,
-    plan: AnswerPlan,
+    plan: Plan,
     *,
     model: str,
     wall_seconds: float,
@@ -188,6 +252,7 @@ def record_answer(
             completion_tokens=result.completion_tokens,
         )
         budget = user_status(session, settings, question.user_id) if settings else None
+        escalation = escalation_from_result(result)
         facts = FootnoteFacts(
             strategy=result.strategy,
             calls=result.calls,
@@ -196,9 +261,10 @@ def record_answer(
             wall_seconds=wall_seconds,
             model_seconds=result.model_seconds,
             model=model,
-            reason=plan.reason or None,
+            reason=plan.summary or plan.reason or None,
             difficulty=plan.difficulty,
             agreement=result.agreement,
+            escalation=escalation.note if escalation else None,
             stopped_early_for_budget=result.budget_exhausted,
         )
         facts = _with_budget_and_energy(facts, settings, budget)
@@ -216,6 +282,8 @@ def record_answer(
         question.model_seconds = result.model_seconds
         question.error = None
         question.trace = {**_trace(result, plan), "budget": _budget_trace(reserved, budget)}
+        _store_plan(question, plan)
+        question.outcome = outcome_record(result, escalation)
         session.add(question)
     logger.info(
         "answered question %d with %s: %d calls, %d+%d tokens, %.2f s (model %.2f s)",

@@ -8,23 +8,30 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
+from kombu.exceptions import ChannelError, OperationalError
 
 from core.answering import (
     build_input,
+    estimate_prompt_tokens,
     plan_question,
+    question_budget,
     record_answer,
     record_failure,
+    record_plan,
+    refine_plan,
     reply_from_question,
     requeue_question,
     run_plan,
     start_question,
 )
 from core.budget import reserve_question_budget
+from core.config import Settings
 from core.db import session_scope
 from core.errors import BudgetExceededError, ModelError, PonderError, UserBlockedError
 from core.models import Question, utcnow
+from core.planner import Plan
 from core.questions import record_answer_messages
-from core.strategies.base import BudgetedClient, Progress
+from core.strategies.base import BudgetedClient, Progress, StrategyResult
 from tasks.app import app
 from tasks.delivery import get_deliverer
 from tasks.runtime import get_runtime
@@ -35,6 +42,7 @@ MAX_MODEL_RETRIES = 3
 RETRY_BACKOFF_SECONDS = (5, 20, 60)
 MAX_DELIVERY_RETRIES = 5
 DELIVERY_RETRY_SECONDS = 10
+QUEUE_DEPTH_TIMEOUT_SECONDS = 2.0
 
 
 @app.task(name="ponder.answer_question", bind=True, max_retries=MAX_MODEL_RETRIES)
@@ -50,7 +58,15 @@ def answer_question(self: Task[Any, str], question_id: int) -> str:
 
     logger.info("answering question %d (attempt %d)", question_id, question.attempts)
     deliverer = get_deliverer(question.platform, runtime.settings)
-    plan = plan_question(question, runtime.settings)
+    request = build_input(runtime.engine, question, system_prompt=runtime.settings.system_prompt)
+    plan = plan_question(
+        question,
+        runtime.settings,
+        budget=question_budget(runtime.engine, runtime.settings, question),
+        queue_depth=queue_depth(runtime.settings),
+        prompt_tokens=estimate_prompt_tokens(request.messages()),
+    )
+    record_plan(runtime.engine, question_id, plan)
     try:
         reservation = reserve_question_budget(
             runtime.engine, runtime.settings, question_id, planned_tokens=plan.budget_tokens
@@ -64,15 +80,13 @@ def answer_question(self: Task[Any, str], question_id: int) -> str:
     async def report(progress: Progress) -> None:
         await deliverer.progress(question, progress)
 
-    async def run() -> Any:
+    async def run() -> tuple[Plan, StrategyResult]:
         await deliverer.started(question)
-        request = build_input(
-            runtime.engine, question, system_prompt=runtime.settings.system_prompt
-        )
-        return await run_plan(client, request, plan, progress=report)
+        final_plan = await refine_plan(client, request, plan, runtime.settings)
+        return final_plan, await run_plan(client, request, final_plan, progress=report)
 
     try:
-        result = runtime.run(run())
+        final_plan, result = runtime.run(run())
     except ModelError as exc:
         if exc.is_transient and self.request.retries < MAX_MODEL_RETRIES:
             countdown = RETRY_BACKOFF_SECONDS[self.request.retries]
@@ -112,7 +126,7 @@ def answer_question(self: Task[Any, str], question_id: int) -> str:
         runtime.engine,
         question_id,
         result,
-        plan,
+        final_plan,
         model=runtime.client.model_name,
         wall_seconds=time.monotonic() - started,
         settings=runtime.settings,
@@ -148,6 +162,28 @@ def deliver_answer(self: Task[Any, str], question_id: int) -> str:
         len(message_ids),
     )
     return "delivered"
+
+
+def queue_depth(settings: Settings) -> int:
+    """Return how many tasks wait in the answer queue; 0 without a broker.
+
+    The planner shrinks budgets as the queue grows. A broker error only costs that scaling, so
+    it is logged and counted as an empty queue.
+    """
+    if not settings.broker_url:
+        return 0
+    try:
+        with app.connection_for_read(connect_timeout=QUEUE_DEPTH_TIMEOUT_SECONDS) as connection:
+            # The celery-types stubs leave queue_declare out of StdChannel; kombu has it.
+            channel: Any = connection.default_channel
+            declared = channel.queue_declare(queue=settings.task_queue, passive=True)
+    except ChannelError:
+        # Redis deletes an emptied list, so an empty queue reads as a missing one.
+        return 0
+    except (OperationalError, OSError) as exc:
+        logger.warning("could not read the length of queue %s: %s", settings.task_queue, exc)
+        return 0
+    return int(declared.message_count)
 
 
 def enqueue(task: Task[Any, str], question_id: int) -> None:
