@@ -4,7 +4,8 @@
 answer to a canonical form so that different spellings of the same answer compare equal:
 
 - numbers: "$18.00", "18 dollars" and "18" become "18"; "1,000" becomes "1000"; "3/4" and "0.75"
-  become "0.75"; "75%" becomes "75" (the percent sign is dropped, not divided by 100);
+  become "0.75"; "75%" becomes "75" (the percent sign is dropped, not divided by 100); an
+  equation such as "17 + 25 = 42" becomes its result "42";
 - multiple-choice letters: "(B)", "B)", "b" and "Option B" become "B";
 - yes/no: "Yes.", "yes, it is" become "yes";
 - other short text: lower case, without punctuation and the articles "a", "an", "the".
@@ -150,7 +151,7 @@ def classify_answer(text: str) -> NormalizedAnswer:
     value = _clean_value(value)
     if not value:
         return NormalizedAnswer("empty", "")
-    for classify in (_as_choice, _as_yes_no, _as_number):
+    for classify in (_as_choice, _as_yes_no, _as_number, _as_equation_result):
         normalized = classify(value)
         if normalized is not None:
             return normalized
@@ -307,6 +308,13 @@ def _as_number(value: str) -> NormalizedAnswer | None:
     if number is None:
         return None
     return NormalizedAnswer("number", _format_number(number))
+
+
+def _as_equation_result(value: str) -> NormalizedAnswer | None:
+    """Read "17 + 25 = 42" as its result 42, when the part after the last "=" is a number."""
+    if "=" not in value:
+        return None
+    return _as_number(_clean_value(value.rsplit("=", 1)[1]))
 
 
 def _parse_number(value: str) -> Fraction | None:
