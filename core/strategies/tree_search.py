@@ -10,11 +10,12 @@ child with the verifier prompt of core/strategies/verifier.py. Both replies are 
 beam; ties go to the earlier expansion.
 
 A child is finished when its new step states a final answer ("Answer: …") or when the model
-ends its reply instead of writing another step. The search stops as soon as a kept child is
-finished, after `max_depth` rounds, or when the budget runs out. Without a finished child, the
-best node is asked for its answer line. Finished children that fall out of the beam are kept as
-candidates. The answer is the best-scored finished child, with ties going to the answer more
-children share, then to the shorter path.
+ends its reply instead of writing another step. Finished children leave the beam and become
+candidates, whether or not they ranked among the best. The search stops when the best child of
+a round is finished, when no unfinished node is left, after `max_depth` rounds, or when the
+budget runs out. If an unfinished node then outscores every candidate, it is asked for its
+answer line and joins them. The answer is the best-scored candidate, with ties going to the
+answer more candidates share, then to the shorter path.
 """
 
 from __future__ import annotations
@@ -109,14 +110,14 @@ class Node:
 class SearchState:
     """What the search has found so far.
 
-    `finished` holds finished nodes that made the beam, and `pruned` those that did not.
-    `proposals` counts planned expansions, which fixes their seeds, and `nodes_expanded` counts
-    the expansion calls that returned.
+    `finished` holds every finished child, the candidates for the answer. `is_solved` is set
+    when the best child of a round was finished. `proposals` counts planned expansions, which
+    fixes their seeds, and `nodes_expanded` counts the expansion calls that returned.
     """
 
     beam: list[Node]
     finished: list[Node] = field(default_factory=list)
-    pruned: list[Node] = field(default_factory=list)
+    is_solved: bool = False
     proposals: int = 0
     nodes_expanded: int = 0
     exhausted_by: str | None = None
@@ -151,16 +152,14 @@ class TreeSearchStrategy:
                 stop_reason = exhausted_stop_reason(client)
                 state.trace.append(f"stopped: {state.exhausted_by}")
                 break
-            if state.finished or not state.beam:
+            if state.is_solved or not state.beam:
                 break
         else:
-            if not state.finished:
-                stop_reason = "max_rounds"
-                state.trace.append(f"reached max_depth {options.max_depth} without an answer")
+            stop_reason = "max_rounds"
+            state.trace.append(f"reached max_depth {options.max_depth} before the best path ended")
 
+        await self._finish_best(request, client, messages, state)
         if not state.finished:
-            await self._finish_best(request, client, messages, state)
-        if not state.finished and not state.pruned:
             return no_answer_result(
                 self.name, client, stop_reason=stop_reason, trace=tuple(state.trace)
             )
@@ -266,9 +265,9 @@ class TreeSearchStrategy:
             return
         ranked = sorted(children, key=lambda node: -node.score)
         kept = ranked[: options.beam_width]
-        state.finished.extend(node for node in kept if node.is_finished)
-        state.pruned.extend(node for node in ranked[options.beam_width :] if node.is_finished)
+        state.finished.extend(node for node in ranked if node.is_finished)
         state.beam = [node for node in kept if not node.is_finished]
+        state.is_solved = ranked[0].is_finished
         summary = ", ".join(
             f"{shorten(node.steps[-1], limit=30)!r} {node.score:.2f}"
             + (" (finished)" if node.is_finished else "")
@@ -283,11 +282,15 @@ class TreeSearchStrategy:
         messages: list[ChatMessage],
         state: SearchState,
     ) -> None:
-        """Ask the best unfinished node for its answer line; without budget, use its text."""
+        """Ask the best unfinished node for its answer line if it outscores every candidate.
+
+        Without budget for that call, the node's text itself becomes a candidate.
+        """
         if not state.beam:
             return
         best = max(state.beam, key=lambda node: node.score)
-        if not best.steps:
+        best_finished = max((node.score for node in state.finished), default=None)
+        if not best.steps or (best_finished is not None and best.score <= best_finished):
             return
         sampling = SamplingOptions(
             temperature=0.0, seed=best.seed, max_tokens=FINAL_ANSWER_MAX_TOKENS, stop=("\n",)
@@ -320,7 +323,7 @@ class TreeSearchStrategy:
         state: SearchState,
         stop_reason: StopReason,
     ) -> StrategyResult:
-        nodes = [*state.finished, *state.pruned]
+        nodes = state.finished
         answers = [node.answer(request.question) for node in nodes]
         tally = tally_votes(answers)
         ranked = sorted(

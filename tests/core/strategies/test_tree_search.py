@@ -160,7 +160,46 @@ async def test_max_depth_asks_for_answer() -> None:
     assert result.answer_text == "Add 2 and 3.\nAnswer: 5"
     assert scripted.calls[-1].partial == "Add 2 and 3.\nAnswer:"
     assert client.records[-1].purpose == "answer"
-    assert "reached max_depth 1 without an answer" in result.trace
+    assert "reached max_depth 1 before the best path ended" in result.trace
+
+
+async def test_lower_ranked_finished_child_does_not_stop() -> None:
+    # Depth 1: "Answer: 6" is finished but scores 0.0 below the unfinished 0.5, so the search
+    # goes on. Depth 2: "Answer: 5" scores 0.9 and ranks first, which ends the search.
+    scripted = RecordingClient(
+        script(
+            {0: "Think: 2 + 3.", 1: "Answer: 6", 2: "Answer: 5", 3: "More."},
+            {"Think: 2 + 3.": "5", "Think: 2 + 3.\nMore.": "4"},
+            {"Answer: 6": "0", "Think: 2 + 3.\nAnswer: 5": "9"},
+        )
+    )
+
+    result, _ = await run(scripted, beam_width=2, branching=2, max_depth=3)
+
+    assert result.short_answer == "5"
+    assert result.stop_reason == "completed"
+    assert result.nodes_expanded == 4
+    assert [candidate.answer for candidate in result.candidates] == ["6", "5"]
+
+
+async def test_max_depth_keeps_better_finished_candidate() -> None:
+    # Depth 1 ranks "Think." (0.8) over the finished "Answer: 5" (0.6). Depth 2 is the last, and
+    # its best node (0.5) scores below 0.6, so no answer call is made and "5" is chosen.
+    scripted = RecordingClient(
+        script(
+            {0: "Think.", 1: "Answer: 5", 2: "More.", 3: "Again."},
+            {"Think.": "8", "Think.\nMore.": "5", "Think.\nAgain.": "4"},
+            {"Answer: 5": "6"},
+        )
+    )
+
+    result, client = await run(scripted, beam_width=2, branching=2, max_depth=2)
+
+    assert result.short_answer == "5"
+    assert result.stop_reason == "max_rounds"
+    assert [record.purpose for record in client.records] == ["expand"] * 2 + ["value"] * 2 + [
+        "expand"
+    ] * 2 + ["value"] * 2
 
 
 async def test_equal_scores_keep_earlier_expansion() -> None:
