@@ -32,7 +32,7 @@ from core.models import Question, utcnow
 from core.planner import Plan
 from core.questions import record_answer_messages
 from core.strategies.base import BudgetedClient, Progress, StrategyResult
-from tasks.app import app
+from tasks.app import app, celery_config
 from tasks.delivery import get_deliverer
 from tasks.runtime import get_runtime
 
@@ -173,14 +173,21 @@ def queue_depth(settings: Settings) -> int:
     if not settings.broker_url:
         return 0
     try:
-        with app.connection_for_read(connect_timeout=QUEUE_DEPTH_TIMEOUT_SECONDS) as connection:
-            # The celery-types stubs leave queue_declare out of StdChannel; kombu has it.
+        with app.connection_for_read(
+            settings.broker_url,
+            connect_timeout=QUEUE_DEPTH_TIMEOUT_SECONDS,
+            transport_options={
+                **celery_config(settings)["broker_transport_options"],
+                "socket_timeout": QUEUE_DEPTH_TIMEOUT_SECONDS,
+            },
+        ) as connection:
+            # The celery-types stubs leave queue_declare out of StdChannel; kombu has it. A
+            # passive declare would check the key with EXISTS, which kombu 5.7's Redis transport
+            # does not prefix with global_keyprefix. On Redis a declare creates nothing, and it
+            # counts the messages with LLEN, which is prefixed.
             channel: Any = connection.default_channel
-            declared = channel.queue_declare(queue=settings.task_queue, passive=True)
-    except ChannelError:
-        # Redis deletes an emptied list, so an empty queue reads as a missing one.
-        return 0
-    except (OperationalError, OSError) as exc:
+            declared = channel.queue_declare(queue=settings.task_queue)
+    except (ChannelError, OperationalError, OSError) as exc:
         logger.warning("could not read the length of queue %s: %s", settings.task_queue, exc)
         return 0
     return int(declared.message_count)

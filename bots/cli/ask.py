@@ -73,6 +73,11 @@ def answer_payload(question: Question, reply: Reply) -> dict[str, Any]:
         "model_seconds": round(question.model_seconds, 3),
         "model": question.model,
         "stop_reason": trace.get("stop_reason"),
+        "difficulty": question.difficulty_level,
+        "difficulty_score": question.difficulty_score,
+        "samples": (question.outcome or {}).get("samples"),
+        "agreement": trace.get("agreement"),
+        "reason": question.plan_reason,
     }
 
 

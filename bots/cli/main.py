@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from bots.cli.ask import ask, strategies
 from bots.cli.bench import bench
+from bots.cli.calibrate import calibrate
 from bots.cli.common import configure_logging, fail
 from bots.cli.db import db_app
 from bots.cli.doctor import doctor
@@ -27,6 +28,7 @@ app = typer.Typer(
 )
 app.command()(ask)
 app.command()(bench)
+app.command()(calibrate)
 app.command()(strategies)
 app.command()(worker)
 app.command()(beat)

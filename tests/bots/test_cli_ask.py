@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bots.cli.main import app
+from core.difficulty import default_model, extract_features
 
 REQUIRED_KEYS = {
     "question_id",
@@ -77,3 +78,18 @@ def test_invalid_setting_one_line(
     assert result.exit_code == 2
     assert "error: invalid settings: PONDER_MODEL_BACKEND" in result.stderr
     assert "Traceback" not in result.output
+
+
+@pytest.mark.model
+def test_ask_json_explains_plan(ponder_env: dict[str, str]) -> None:
+    result = CliRunner().invoke(app, ["ask", "--json", "What is 2 + 3?"])
+
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["difficulty"] == "easy"
+    assert payload["difficulty_score"] == round(
+        default_model().score(extract_features("What is 2 + 3?")), 4
+    )
+    assert payload["samples"] == 1
+    assert payload["agreement"] is None
+    assert payload["reason"] == "easy question (0.17): direct answer, 1,200 tokens"
