@@ -16,15 +16,18 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import Field
 
 from core.answers import answers_equivalent, tally_votes
-from core.planner import Plan, Rung, rung_minimum
+from core.planner import DEFAULT_ESCALATE_BELOW, Plan, Rung, rung_minimum
 from core.strategies.base import (
     BudgetedClient,
     Candidate,
     ProgressCallback,
     StrategyInput,
+    StrategyOptions,
     StrategyResult,
     parse_options,
     result_from_client,
@@ -271,3 +274,40 @@ def _combined(
         nodes_expanded=last.nodes_expanded,
         details={**last.details, ESCALATION_DETAILS_KEY: escalation.as_record()},
     )
+
+
+class LadderOptions(StrategyOptions):
+    """Options of the ladder as a strategy: its rungs and the escalation threshold."""
+
+    rungs: tuple[Rung, ...] = Field(min_length=1)
+    escalate_below: float = Field(default=DEFAULT_ESCALATE_BELOW, gt=0, le=1)
+
+
+class LadderStrategy:
+    """A plan's escalation ladder behind the strategy interface, for the benchmark's policies.
+
+    It is not in the strategy registry: askers choose single strategies, and the planner builds
+    ladders.
+    """
+
+    name: ClassVar[str] = "ladder"
+    description: ClassVar[str] = "Run rungs in turn, the next only while the samples disagree."
+    options_type: ClassVar[type[StrategyOptions]] = LadderOptions
+
+    async def run(
+        self,
+        request: StrategyInput,
+        *,
+        client: BudgetedClient,
+        options: StrategyOptions,
+        progress: ProgressCallback | None = None,
+    ) -> StrategyResult:
+        assert isinstance(options, LadderOptions)
+        plan = Plan(
+            strategy=options.rungs[0].strategy,
+            options=dict(options.rungs[0].options),
+            budget_tokens=client.budget_tokens,
+            rungs=options.rungs,
+            escalate_below=options.escalate_below,
+        )
+        return await run_ladder(client, request, plan, progress=progress)

@@ -129,7 +129,7 @@ def resolve_decision(
     entry: PolicyEntry, decision: PolicyDecision, client: BudgetedClient
 ) -> tuple[Strategy, StrategyOptions]:
     """Validate a policy's choice and lower the client's budget to the one the policy chose."""
-    strategy = get_strategy(decision.strategy)
+    strategy = decision.runner or get_strategy(decision.strategy)
     options = parse_options(strategy.name, strategy.options_type, decision.options)
     if decision.budget_tokens is not None:
         client.budget_tokens = min(

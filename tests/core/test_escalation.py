@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from core.escalation import escalation_from_result, gate, run_ladder
+from core.escalation import LadderStrategy, escalation_from_result, gate, run_ladder
 from core.footnote import FootnoteFacts, format_footnote
 from core.llm.scripted import ScriptedClient, ScriptedReply
 from core.planner import Plan, Rung
-from core.strategies.base import BudgetedClient, StrategyInput, StrategyResult
+from core.strategies.base import BudgetedClient, StrategyInput, StrategyResult, parse_options
 
 QUESTION = "What is 6 times 7?"
 # ScriptedClient prompt tokens: words plus 4 per message. The self-consistency prompt (question
@@ -181,3 +181,22 @@ def test_footnote_shows_escalation() -> None:
         "  difficulty medium (0.45) · self-consistency with 3 samples, up to 7 if they disagree, "
         "3,000 tokens · 5 of 7 samples agree · escalated: 2 of 3 samples disagreed"
     )
+
+
+def test_ladder_strategy_runs_rungs() -> None:
+    replies = ["Answer: 41", "Answer: 42", "Answer: 43", *["Answer: 42"] * 4]
+    client = ScriptedClient(replies)
+    budgeted = BudgetedClient(client, budget_tokens=3_000)
+    ladder = LadderStrategy()
+    options = parse_options(
+        ladder.name,
+        ladder.options_type,
+        {"rungs": [rung.model_dump() for rung in _plan(3_000).ladder], "escalate_below": 0.6},
+    )
+
+    result = asyncio.run(
+        ladder.run(StrategyInput(question=QUESTION), client=budgeted, options=options)
+    )
+
+    assert result.agreement == (5, 7)
+    assert len(client.calls) == 7
