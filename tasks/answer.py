@@ -22,15 +22,22 @@ from core.answering import (
     reply_from_question,
     requeue_question,
     run_plan,
-    start_question,
 )
 from core.budget import reserve_question_budget
 from core.config import Settings
 from core.db import session_scope
 from core.errors import BudgetExceededError, ModelError, PonderError, UserBlockedError
-from core.models import Question, utcnow
+from core.models import Question
 from core.planner import Plan
 from core.questions import record_answer_messages
+from core.recovery import (
+    answer_deadline,
+    claim_delivery,
+    claim_question,
+    lease_seconds,
+    release_delivery_claim,
+    retry_backoff_seconds,
+)
 from core.strategies.base import BudgetedClient, Progress, StrategyResult
 from tasks.app import app, celery_config
 from tasks.delivery import get_deliverer
@@ -38,23 +45,30 @@ from tasks.runtime import get_runtime
 
 logger = logging.getLogger(__name__)
 
-MAX_MODEL_RETRIES = 3
-RETRY_BACKOFF_SECONDS = (5, 20, 60)
 MAX_DELIVERY_RETRIES = 5
 DELIVERY_RETRY_SECONDS = 10
 QUEUE_DEPTH_TIMEOUT_SECONDS = 2.0
 
 
-@app.task(name="ponder.answer_question", bind=True, max_retries=MAX_MODEL_RETRIES)
+@app.task(name="ponder.answer_question", bind=True)
 def answer_question(self: Task[Any, str], question_id: int) -> str:
     """Answer a stored question and enqueue its delivery. Safe to run twice."""
     runtime = get_runtime()
     started = time.monotonic()
-    question = start_question(runtime.engine, question_id)
-    if question is None:
+    claim = claim_question(
+        runtime.engine,
+        question_id,
+        lease_seconds=lease_seconds(runtime.settings.task_hard_time_limit_seconds),
+        is_redelivery=bool((self.request.delivery_info or {}).get("redelivered")),
+    )
+    if claim.state == "held":
+        logger.info("question %d is running in another task; dropping this copy", question_id)
+        return "held-elsewhere"
+    if claim.state == "finished":
         logger.info("question %d already finished; only delivering it", question_id)
         _enqueue_delivery(question_id)
         return "already-finished"
+    question = claim.question
 
     logger.info("answering question %d (attempt %d)", question_id, question.attempts)
     deliverer = get_deliverer(question.platform, runtime.settings)
@@ -75,7 +89,11 @@ def answer_question(self: Task[Any, str], question_id: int) -> str:
         # The question is stored as "refused" with the message the asker gets.
         _enqueue_delivery(question_id)
         return "refused"
-    client = BudgetedClient(runtime.client, budget_tokens=reservation.tokens)
+    client = BudgetedClient(
+        runtime.client,
+        budget_tokens=reservation.tokens,
+        deadline=answer_deadline(started, runtime.settings),
+    )
 
     async def report(progress: Progress) -> None:
         await deliverer.progress(question, progress)
@@ -88,26 +106,32 @@ def answer_question(self: Task[Any, str], question_id: int) -> str:
     try:
         final_plan, result = runtime.run(run())
     except ModelError as exc:
-        if exc.is_transient and self.request.retries < MAX_MODEL_RETRIES:
-            countdown = RETRY_BACKOFF_SECONDS[self.request.retries]
+        max_retries = runtime.settings.model_max_retries
+        if exc.is_transient and self.request.retries < max_retries:
+            countdown = retry_backoff_seconds(runtime.settings, self.request.retries)
             logger.warning(
-                "question %d: %s; retry %d of %d in %d s",
+                "question %d: %s; retry %d of %d in %g s",
                 question_id,
                 exc,
                 self.request.retries + 1,
-                MAX_MODEL_RETRIES,
+                max_retries,
                 countdown,
             )
             requeue_question(runtime.engine, question_id, str(exc))
             if self.request.is_eager:
                 time.sleep(countdown)
-            raise self.retry(exc=exc, countdown=countdown) from exc
+            raise self.retry(exc=exc, countdown=countdown, max_retries=max_retries) from exc
         record_failure(runtime.engine, question_id, exc)
         _enqueue_delivery(question_id)
         return "failed"
     except SoftTimeLimitExceeded:
         logger.warning("question %d ran out of time", question_id)
-        record_failure(runtime.engine, question_id, PonderError("the question ran out of time"))
+        timed_out = PonderError(
+            f"question {question_id} reached the soft time limit of "
+            f"{runtime.settings.task_soft_time_limit_seconds:g} s before any answer was found",
+            user_message="This question took too long to answer. Please ask a shorter one.",
+        )
+        record_failure(runtime.engine, question_id, timed_out)
         _enqueue_delivery(question_id)
         return "failed"
     except PonderError as exc:
@@ -141,19 +165,18 @@ def deliver_answer(self: Task[Any, str], question_id: int) -> str:
     runtime = get_runtime()
     with session_scope(runtime.engine) as session:
         question = session.get(Question, question_id)
-    if question is None or question.delivered_at is not None:
+    if question is None or not claim_delivery(runtime.engine, question_id):
+        logger.info("question %d is delivered or being delivered; dropping this copy", question_id)
         return "skipped"
+    # NOTE: the claim is taken before posting, so a worker that dies while posting leaves the
+    # answer undelivered rather than risk posting it twice.
     deliverer = get_deliverer(question.platform, runtime.settings)
     try:
         message_ids = runtime.run(deliverer.deliver(question, reply_from_question(question)))
     except PonderError as exc:
         logger.warning("delivering question %d failed: %s", question_id, exc)
+        release_delivery_claim(runtime.engine, question_id)
         raise self.retry(exc=exc, countdown=DELIVERY_RETRY_SECONDS) from exc
-    with session_scope(runtime.engine) as session:
-        stored = session.get(Question, question_id, with_for_update=True)
-        if stored is not None and stored.delivered_at is None:
-            stored.delivered_at = utcnow()
-            session.add(stored)
     record_answer_messages(runtime.engine, question, question.chat_id, message_ids)
     logger.info(
         "delivered question %d to %s in %d message(s)",

@@ -11,21 +11,24 @@ from core.config import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
-# The broker redelivers an unacknowledged task after this long, so every task time limit must
-# stay below it or a slow task would run twice at once.
-VISIBILITY_TIMEOUT_SECONDS = 3_600
-TASK_SOFT_TIME_LIMIT_SECONDS = 1_200
-TASK_HARD_TIME_LIMIT_SECONDS = 1_320
 UNUSED_BROKER_URL = "memory://"
+SWEEP_TASK_NAME = "ponder.sweep_stranded_questions"
 
-app = Celery("ponder", include=["tasks.answer"])
+app = Celery("ponder", include=["tasks.answer", "tasks.sweep"])
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    """Return Celery's settings for Ponder's settings."""
+    """Return Celery's settings for Ponder's settings.
+
+    The broker hands an unacknowledged task to another worker after the visibility timeout, so
+    Settings rejects task time limits that are not below it: a slow task would run twice at once.
+    """
     return {
         "broker_url": settings.broker_url or UNUSED_BROKER_URL,
-        "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS},
+        "broker_transport_options": {
+            "visibility_timeout": settings.broker_visibility_timeout_seconds,
+            "global_keyprefix": settings.broker_key_prefix,
+        },
         "broker_connection_retry_on_startup": True,
         "task_default_queue": settings.task_queue,
         "task_ignore_result": True,
@@ -36,8 +39,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        "task_soft_time_limit": TASK_SOFT_TIME_LIMIT_SECONDS,
-        "task_time_limit": TASK_HARD_TIME_LIMIT_SECONDS,
+        "task_soft_time_limit": settings.task_soft_time_limit_seconds,
+        "task_time_limit": settings.task_hard_time_limit_seconds,
+        "beat_schedule": {
+            "sweep-stranded-questions": {
+                "task": SWEEP_TASK_NAME,
+                "schedule": settings.sweep_interval_seconds,
+            }
+        },
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
         "enable_utc": True,
