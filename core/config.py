@@ -148,6 +148,23 @@ class Settings(BaseSettings):
     currency_symbol: str = Field(default="€", max_length=8)
 
     discord_token: SecretStr | None = None
+    discord_api_base_url: str = Field(
+        default="https://discord.com/api/v10",
+        description="Discord REST API URL; point it at a proxy to route REST traffic through it.",
+    )
+    discord_gateway_url: str | None = Field(
+        default=None,
+        description="Discord gateway websocket URL; unset uses discord.py's default, "
+        "wss://gateway.discord.gg.",
+    )
+    discord_progress_interval_seconds: float = Field(
+        default=2.0, gt=0, description="Least time between two progress edits of one message."
+    )
+    discord_message_content_intent: bool = Field(
+        default=False,
+        description="Request the privileged Message Content intent, so that replies to answers "
+        "that do not ping the bot are read as follow-ups.",
+    )
     telegram_token: SecretStr | None = None
     telegram_base_url: str = Field(
         default="https://api.telegram.org/bot",

@@ -1,0 +1,1 @@
+"""The Discord adapter: the gateway bot that stores questions and the worker-side delivery."""
