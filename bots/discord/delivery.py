@@ -266,6 +266,8 @@ class DiscordDeliverer:
             if index == 0:
                 message = await self._replace_original_response(target, part)
             if message is None:
+                # NOTE: follow-ups take no nonce, so a crash between this post and recording it
+                # makes a retried delivery post this part again.
                 message = await self._rest.create_followup(
                     target.application_id, target.token, part
                 )
