@@ -238,3 +238,23 @@ async def test_embedded_run_well_formed(embedded_client: EmbeddedClient) -> None
     assert result.calls >= 1
     assert result.total_tokens <= 600
     assert result.stop_reason in VALID_STOP_REASONS
+
+
+@pytest.mark.model
+async def test_embedded_self_certainty_from_logprobs() -> None:
+    # The shared client has no log-probabilities; this one keeps logits for every token.
+    client_with_logprobs = EmbeddedClient(context_tokens=256, logprobs=True)
+    client = BudgetedClient(client_with_logprobs, budget_tokens=200)
+    try:
+        result = await BestOfNStrategy().run(
+            StrategyInput(question="What is 17 + 25?"),
+            client=client,
+            options=options(n=1, max_tokens=16, verify=False),
+        )
+    finally:
+        await client_with_logprobs.close()
+
+    certainty = result.details["certainty"][0]
+    assert certainty is not None
+    assert 0.0 < certainty < 1.0
+    assert result.candidates[0].score == pytest.approx(certainty)

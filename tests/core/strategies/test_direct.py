@@ -1,0 +1,84 @@
+"""Tests for the direct strategy: one call, its accounting, and the budget."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.llm.embedded import EmbeddedClient
+from core.strategies.base import BudgetedClient, Progress, StrategyInput, parse_options
+from core.strategies.direct import BUDGET_EXHAUSTED_ANSWER, DirectOptions, DirectStrategy
+from tests.core.strategies.support import VALID_STOP_REASONS, RecordingClient, assert_costs_match
+
+QUESTION = StrategyInput(question="What is 2 + 3?")
+# "What is 2 + 3?" is 5 words, plus 4 tokens for the message.
+PROMPT_TOKENS = 9
+
+
+def options(**values: object) -> DirectOptions:
+    parsed = parse_options("direct", DirectOptions, dict(values))
+    assert isinstance(parsed, DirectOptions)
+    return parsed
+
+
+async def test_one_call_with_question_as_asked() -> None:
+    scripted = RecordingClient(["First 2 + 3 = 5, so it is 5 apples"])
+    client = BudgetedClient(scripted, budget_tokens=1_000)
+
+    result = await DirectStrategy().run(QUESTION, client=client, options=options(seed=4))
+
+    assert result.calls == 1
+    assert scripted.calls[0].messages[-1].content == "What is 2 + 3?"
+    assert scripted.calls[0].options.seed == 4
+    assert scripted.calls[0].options.temperature == 0.0
+    assert result.short_answer == "5"
+    assert result.stop_reason == "completed"
+    assert result.prompt_tokens == PROMPT_TOKENS
+    assert_costs_match(result, client, scripted)
+
+
+async def test_reply_cut_reports_budget_exhausted() -> None:
+    scripted = RecordingClient([" ".join(["word"] * 40)])
+    client = BudgetedClient(scripted, budget_tokens=1_000)
+
+    result = await DirectStrategy().run(QUESTION, client=client, options=options(max_tokens=16))
+
+    assert result.completion_tokens == 16
+    assert result.stop_reason == "budget_exhausted"
+    assert result.trace == ("one call, finish reason length", "reply cut at 16 tokens")
+
+
+async def test_no_budget_makes_no_call() -> None:
+    scripted = RecordingClient(["5"])
+    client = BudgetedClient(scripted, budget_tokens=PROMPT_TOKENS + 15)
+
+    result = await DirectStrategy().run(QUESTION, client=client, options=options())
+
+    assert scripted.calls == []
+    assert result.answer_text == BUDGET_EXHAUSTED_ANSWER
+    assert result.stop_reason == "budget_exhausted"
+
+
+async def test_progress_reports_one_call() -> None:
+    client = BudgetedClient(RecordingClient(["5"]), budget_tokens=1_000)
+    reports: list[Progress] = []
+
+    async def record(progress: Progress) -> None:
+        reports.append(progress)
+
+    await DirectStrategy().run(QUESTION, client=client, options=options(), progress=record)
+
+    assert [report.describe() for report in reports] == ["thinking: direct, 1 of 1 calls"]
+
+
+@pytest.mark.model
+async def test_embedded_run_well_formed(embedded_client: EmbeddedClient) -> None:
+    client = BudgetedClient(embedded_client, budget_tokens=600)
+
+    result = await DirectStrategy().run(
+        StrategyInput(question="What is 17 + 25?"), client=client, options=options(max_tokens=96)
+    )
+
+    assert result.answer_text
+    assert result.calls == 1
+    assert result.total_tokens <= 600
+    assert result.stop_reason in VALID_STOP_REASONS
