@@ -117,6 +117,9 @@ async def sample_paths(
     All calls start at once and the client's semaphore lets `client.max_parallel` of them run
     together. The list keeps the order of `indices`, and an entry is None when the budget could
     not fit that call. `on_sample` runs as each sample arrives, for progress reports.
+
+    NOTE: each running call reserves its prompt plus `max_tokens`. With several calls running
+    near the end of the budget, a call can be refused although the running ones use less.
     """
 
     async def sample(index: int) -> Sample | None:
@@ -137,7 +140,7 @@ async def gather_or_cancel(awaitables: Sequence[Awaitable[T]]) -> list[T]:
     """Await all concurrently; when one raises, cancel the rest before re-raising.
 
     Plain `asyncio.gather` would leave the other calls running after the strategy has given up,
-    still spending budget nobody reads.
+    spending budget on replies that are never used.
     """
     tasks = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
     try:
@@ -147,11 +150,6 @@ async def gather_or_cancel(awaitables: Sequence[Awaitable[T]]) -> list[T]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
-
-
-def is_cut_by_budget(result: ChatResult, *, requested_max_tokens: int) -> bool:
-    """Tell whether a reply stopped at a length the budget imposed, below the requested maximum."""
-    return result.finish_reason == "length" and result.completion_tokens < requested_max_tokens
 
 
 def no_answer_result(

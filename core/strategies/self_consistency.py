@@ -86,7 +86,7 @@ class SelfConsistencyOptions(StrategyOptions):
 
 @dataclass(frozen=True, slots=True)
 class StopDecision:
-    """Whether the stopping rule fired, and the trace line that says why."""
+    """Whether the stopping rule fired, and the trace line that explains why."""
 
     stop: bool
     reason: str

@@ -174,8 +174,9 @@ def test_combine_scores_parts() -> None:
 
 
 async def test_budget_fits_exactly_six_calls() -> None:
-    # Four samples cost 27 tokens each. A verification costs its prompt plus 1 reply token;
-    # two fit, and the third would need the prompt plus 16 new tokens but only prompt + 15 remain.
+    # Four samples cost 27 tokens each. A verification costs its prompt plus 1 reply token, and
+    # two of them fit. The third would need its prompt plus 16 new tokens, but only its prompt
+    # plus 15 remain.
     scripted = RecordingClient(script(["Answer: 5"] * 4, {"Answer: 5": "8"}))
     verify_prompt = scripted.count_tokens(verification_messages(QUESTION, "Answer: 5"))
     budget = 4 * SAMPLE_TOKENS + 2 * (verify_prompt + 1) + verify_prompt + 15

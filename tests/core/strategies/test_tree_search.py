@@ -91,7 +91,7 @@ TWO_LEVEL_VERDICTS = {"Add 2 and 3.\nAnswer: 5": "9", "Multiply 2 by 3.\nAnswer:
 
 async def test_beam_finds_scored_answer() -> None:
     # Depth 1 keeps both root children (0.8, 0.2). Depth 2 ranks "Answer: 5" (0.9), "2 + 3 = 5."
-    # (0.7), "2 * 3 = 6." (0.3), "Answer: 6" (0.1). A kept child is finished, so the search stops.
+    # (0.7), "2 * 3 = 6." (0.3), "Answer: 6" (0.1). The best child is finished, so the search stops.
     scripted = RecordingClient(script(TWO_LEVEL_STEPS, TWO_LEVEL_VALUES, TWO_LEVEL_VERDICTS))
 
     result, client = await run(scripted, beam_width=2, branching=2, max_depth=3)
