@@ -178,17 +178,33 @@ def describe_reset(status: BudgetStatus, now: datetime) -> str:
     return f"on {status.resets_at.day} {status.resets_at:%B} at 00:00 UTC (in {until})"
 
 
-def exhausted_message(status: BudgetStatus, now: datetime) -> str:
+def exhausted_message(
+    status: BudgetStatus, now: datetime, *, needed_tokens: int = MIN_USEFUL_TOKENS
+) -> str:
     """Return the chat message for a question that does not fit in the asker's budget."""
     adjective = PERIOD_ADJECTIVES[status.period]
+    remaining = status.remaining_tokens or 0
     if status.limit_tokens == 0:
         return (
             f"Your {adjective} token budget is 0, so Ponder cannot answer. "
             "Ask an admin to raise it."
         )
+    if remaining < MIN_USEFUL_TOKENS:
+        return (
+            f"Your {adjective} budget of {status.limit_tokens:,} tokens is used up; "
+            f"it resets {describe_reset(status, now)}."
+        )
     return (
-        f"Your {adjective} budget of {status.limit_tokens:,} tokens is used up; "
-        f"it resets {describe_reset(status, now)}."
+        f"Your {adjective} budget of {status.limit_tokens:,} tokens has {remaining:,} left, too "
+        f"few for this question (about {needed_tokens:,}); it resets {describe_reset(status, now)}."
+    )
+
+
+def over_cap_message(status: BudgetStatus, needed_tokens: int) -> str:
+    """Return the chat message for a question that needs more than the per-question cap."""
+    return (
+        f"This question needs about {needed_tokens:,} tokens, more than the "
+        f"{status.question_cap_tokens:,} one question may use. Please ask a shorter question."
     )
 
 
@@ -357,24 +373,34 @@ def check_can_ask_ref(
 
 
 def refusal_for(
-    user: User, status: BudgetStatus, now: datetime
+    user: User, status: BudgetStatus, now: datetime, *, needed_tokens: int = MIN_USEFUL_TOKENS
 ) -> UserBlockedError | BudgetExceededError | None:
-    """Return the error that stops this user from asking now, or None when a question fits."""
+    """Return the error that stops this user from asking now, or None when a question that
+    needs `needed_tokens` (at least MIN_USEFUL_TOKENS) fits.
+    """
     if user.is_blocked:
         return UserBlockedError(
             f"user {user.ref} is blocked ({user.blocked_reason or 'no reason given'}); "
             f"an admin can run `ponder admin unblock {user.ref}`"
         )
+    needed = max(needed_tokens, MIN_USEFUL_TOKENS)
+    if status.question_cap_tokens < needed:
+        return BudgetExceededError(
+            f"a question of {status.user_ref} needs about {needed:,} tokens, more than the "
+            f"per-question cap of {status.question_cap_tokens:,}; an admin can raise it with "
+            f"`ponder admin budget set {status.user_ref} TOKENS --question-cap N`",
+            user_message=over_cap_message(status, needed),
+        )
     remaining = status.remaining_tokens
-    if remaining is None or remaining >= MIN_USEFUL_TOKENS:
+    if remaining is None or remaining >= needed:
         return None
     return BudgetExceededError(
         f"user {status.user_ref} has {remaining:,} of {status.limit_tokens:,} tokens left in the "
         f"{status.period} starting {status.period_start:%Y-%m-%d %H:%M} UTC "
-        f"({status.used_tokens:,} used, {status.reserved_tokens:,} reserved); a question needs "
-        f"at least {MIN_USEFUL_TOKENS}. It resets at {status.resets_at:%Y-%m-%d %H:%M} UTC; an "
-        f"admin can raise it with `ponder admin budget set {status.user_ref} TOKENS`",
-        user_message=exhausted_message(status, now),
+        f"({status.used_tokens:,} used, {status.reserved_tokens:,} reserved); the question "
+        f"needs about {needed:,}. It resets at {status.resets_at:%Y-%m-%d %H:%M} UTC; an admin "
+        f"can raise it with `ponder admin budget set {status.user_ref} TOKENS`",
+        user_message=exhausted_message(status, now, needed_tokens=needed),
     )
 
 
@@ -396,15 +422,21 @@ def lock_user(session: Session, user_id: int) -> None:
 
 
 def reserve_question_budget(
-    engine: Engine, settings: Settings, question_id: int, *, planned_tokens: int
+    engine: Engine,
+    settings: Settings,
+    question_id: int,
+    *,
+    planned_tokens: int,
+    minimum_tokens: int = MIN_USEFUL_TOKENS,
 ) -> Reservation:
     """Reserve the tokens a question may spend: its plan, capped by the per-question cap and the
-    remaining budget.
+    remaining budget, and at least `minimum_tokens` (the cheapest useful answer).
 
-    When the question cannot run (blocked user, fewer than MIN_USEFUL_TOKENS left), this marks
-    it "refused" with the user's message, commits, and raises UserBlockedError or
+    When the question cannot run (blocked user, or the minimum exceeds the cap or what is left),
+    this marks it "refused" with the user's message, commits, and raises UserBlockedError or
     BudgetExceededError. Running it again for the same question replaces the earlier reservation.
     """
+    needed = max(minimum_tokens, MIN_USEFUL_TOKENS)
     user_id = _question_user_id(engine, question_id)
     with session_scope(engine) as session:
         lock_user(session, user_id)
@@ -414,8 +446,10 @@ def reserve_question_budget(
             raise NotFoundError(f"question {question_id} or its user {user_id} does not exist")
         now = utcnow()
         status = budget_status(session, settings, user, now=now, excluding_question=question_id)
-        refusal = refusal_for(user, status, now)
-        tokens = 0 if refusal is not None else reservable_tokens(status, planned_tokens)
+        refusal = refusal_for(user, status, now, needed_tokens=needed)
+        tokens = (
+            0 if refusal is not None else reservable_tokens(status, max(planned_tokens, needed))
+        )
         if refusal is not None:
             _mark_refused(session, question, refusal)
         else:

@@ -82,8 +82,14 @@ def answer_question(self: Task[Any, str], question_id: int) -> str:
     )
     record_plan(runtime.engine, question_id, plan)
     try:
+        # A plan that does not fit (plan.fits is False) plans 0 tokens; the reservation then
+        # rejects the question with the reason the asker sees, under the user's lock.
         reservation = reserve_question_budget(
-            runtime.engine, runtime.settings, question_id, planned_tokens=plan.budget_tokens
+            runtime.engine,
+            runtime.settings,
+            question_id,
+            planned_tokens=plan.budget_tokens,
+            minimum_tokens=plan.inputs.minimum_tokens if plan.inputs else 0,
         )
     except (BudgetExceededError, UserBlockedError):
         # The question is stored as "refused" with the message the asker gets.

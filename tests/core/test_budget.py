@@ -117,8 +117,8 @@ def _ledger_sum(engine: Engine) -> int:
 # Periods.
 
 
-def _utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+def _utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -223,6 +223,51 @@ def test_refusal_marks_question_refused(migrated_engine: Engine, settings: Setti
     assert refused.reserved_tokens == 0
     assert refused.trace["user_message"] == expected
     assert _ledger_sum(migrated_engine) == 0
+
+
+def test_reservation_covers_minimum(migrated_engine: Engine, settings: Settings) -> None:
+    _set_user_budget(migrated_engine, "telegram:7", tokens=1_000)
+    question_id = _ask(migrated_engine, settings)
+
+    reservation = reserve_question_budget(
+        migrated_engine, settings, question_id, planned_tokens=0, minimum_tokens=120
+    )
+
+    assert reservation.tokens == 120
+
+
+def test_minimum_over_cap_refused(migrated_engine: Engine, settings: Settings) -> None:
+    _set_user_budget(migrated_engine, "telegram:7", tokens=1_000, cap=100)
+    question_id = _ask(migrated_engine, settings)
+
+    with pytest.raises(BudgetExceededError) as caught:
+        reserve_question_budget(
+            migrated_engine, settings, question_id, planned_tokens=0, minimum_tokens=120
+        )
+
+    assert caught.value.user_message == (
+        "This question needs about 120 tokens, more than the 100 one question may use. Please "
+        "ask a shorter question."
+    )
+    assert load_question(migrated_engine, question_id).status == "refused"
+
+
+@time_machine.travel(datetime(2026, 3, 4, 23, 30, tzinfo=UTC), tick=False)
+def test_minimum_over_remaining_refused(migrated_engine: Engine, settings: Settings) -> None:
+    _set_user_budget(migrated_engine, "telegram:7", tokens=200)
+    first = _ask(migrated_engine, settings)
+    second = _ask(migrated_engine, settings)
+    reserve_question_budget(migrated_engine, settings, first, planned_tokens=110)
+
+    with pytest.raises(BudgetExceededError) as caught:
+        reserve_question_budget(
+            migrated_engine, settings, second, planned_tokens=0, minimum_tokens=120
+        )
+
+    assert caught.value.user_message == (
+        "Your daily budget of 200 tokens has 90 left, too few for this question (about 120); it "
+        "resets at 00:00 UTC (in 30 min)."
+    )
 
 
 def test_answer_settles_reservation(migrated_engine: Engine, settings: Settings) -> None:
