@@ -78,6 +78,8 @@ def answer_payload(question: Question, reply: Reply) -> dict[str, Any]:
         "samples": (question.outcome or {}).get("samples"),
         "agreement": trace.get("agreement"),
         "reason": question.plan_reason,
+        "effort": question.effort,
+        "budget_remaining": (trace.get("budget") or {}).get("remaining_tokens"),
     }
 
 

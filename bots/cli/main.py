@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from bots.cli.admin import admin_app
 from bots.cli.ask import ask, strategies
 from bots.cli.bench import bench
 from bots.cli.calibrate import calibrate
@@ -35,6 +36,7 @@ app.command()(beat)
 app.command()(flower)
 app.command()(doctor)
 app.add_typer(db_app, name="db")
+app.add_typer(admin_app, name="admin")
 
 
 @app.callback()
