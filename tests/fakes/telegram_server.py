@@ -161,6 +161,21 @@ class FakeBotApi:
             if request.method == method and (request.ok or not ok_only)
         ]
 
+    def sent_to(self, chat_id: int) -> list[RecordedRequest]:
+        """Return the successful sendMessage requests to one chat, oldest first."""
+        return [
+            request for request in self.calls("sendMessage") if request.params["chat_id"] == chat_id
+        ]
+
+    async def next_message_to(
+        self, chat_id: int, *, after: int = 0, within_seconds: float = 15
+    ) -> RecordedRequest:
+        """Wait for the (after+1)-th message sent to `chat_id` and return it."""
+        await self.wait_for(
+            lambda _: len(self.sent_to(chat_id)) > after, within_seconds=within_seconds
+        )
+        return self.sent_to(chat_id)[after]
+
     async def wait_for(
         self, predicate: Callable[[RecordedRequest], bool], *, within_seconds: float
     ) -> RecordedRequest:

@@ -19,7 +19,7 @@ VALID_TOKEN = "123456789:AAH" + "x" * 32
 
 
 def settings_with(token: str | None) -> Settings:
-    return Settings(_env_file=None, telegram_token=token)  # type: ignore[call-arg]
+    return Settings(_env_file=None, telegram_token=token)
 
 
 def test_valid_token_returned() -> None:

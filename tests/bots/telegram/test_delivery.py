@@ -66,7 +66,7 @@ def sent_texts(api: FakeBotApi) -> list[str]:
 
 
 def entity_text(request: RecordedRequest, entity: dict[str, Any]) -> str:
-    encoded = request.params["text"].encode("utf-16-le")
+    encoded = str(request.params["text"]).encode("utf-16-le")
     start, end = 2 * entity["offset"], 2 * (entity["offset"] + entity["length"])
     return encoded[start:end].decode("utf-16-le")
 
