@@ -10,7 +10,7 @@ UTC). Within the current period:
 A worker reserves a question's planned maximum before it runs any model call, settles it to the
 tokens really spent afterwards (ledger row and reserved_tokens=0 in one transaction, done by
 `core.answering.record_answer`), and releases it (reserved_tokens=0, no ledger row) when the
-question fails or is retried.
+question fails or is retried. A question is charged to the period in which it settles.
 
 Concurrency: "compute remaining, then store the reservation" must not interleave with another
 reservation for the same user, or two workers could each see the same free tokens and overspend
@@ -499,6 +499,8 @@ def _mark_refused(
 
 def release_reservation(question: Question) -> None:
     """Drop a question's reservation without charging anything; the caller commits."""
+    # NOTE: tokens that a failed or retried attempt already spent are not charged, because the
+    # ledger records answered questions only.
     question.reserved_tokens = 0
 
 
