@@ -335,11 +335,11 @@ def startup_errors_translated(settings: Settings) -> Iterator[None]:
 
 def run_bot(settings: Settings) -> None:
     """Run the bot until interrupted, by long polling or, with a webhook URL set, as a webhook."""
-    engine = get_runtime().engine
-    application = build_application(settings, engine)
+    require_token(settings)
+    options = webhook_options(settings) if settings.telegram_webhook_url else None
+    application = build_application(settings, get_runtime().engine)
     with startup_errors_translated(settings):
-        if settings.telegram_webhook_url:
-            options = webhook_options(settings)
+        if options is not None:
             logger.info(
                 "receiving Telegram updates by webhook on %s:%d", options.listen, options.port
             )
