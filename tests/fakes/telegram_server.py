@@ -84,6 +84,7 @@ class FakeBotApi:
     _retry_after_seconds: int = 1
     _retry_after: _Injection = field(default_factory=lambda: _Injection(0, None))
     _reject_formatting: _Injection = field(default_factory=lambda: _Injection(0, None))
+    blocked_chats: set[int] = field(default_factory=set)
     _runner: web.AppRunner | None = None
     _changed: asyncio.Condition | None = None
     port: int = 0
@@ -294,6 +295,13 @@ class FakeBotApi:
         error = self._check_text("sendMessage", params)
         if error is not None:
             return error
+        if params["chat_id"] in self.blocked_chats:
+            return self._record(
+                "sendMessage",
+                params,
+                403,
+                {"description": "Forbidden: bot was blocked by the user"},
+            )
         return self._store_message(int(params["chat_id"]), params["text"], params, from_bot=True)
 
     async def _method_editMessageText(self, params: dict[str, Any]) -> Any:

@@ -30,7 +30,7 @@ from bots.telegram.delivery import PROGRESS_MESSAGE_KEY
 from bots.telegram.texts import THINKING_TEXT
 from core.config import Settings
 from core.db import create_db_engine, session_scope
-from core.errors import ConfigurationError
+from core.errors import ConfigurationError, UserBlockedError
 from core.models import Question, User
 from core.questions import record_answer_messages
 from tests.bots.telegram.conftest import TEST_TOKEN
@@ -141,6 +141,26 @@ async def test_group_reply_to_answer_is_follow_up(
     ]
     assert [question.text for question in follow_up] == ["And why is that?"]
     assert follow_up[0].follow_up_of_id == earlier.id
+
+
+@pytest.mark.redis
+async def test_blocked_user_told_nothing_stored(
+    broker_env: dict[str, str],
+    running_bot: App,
+    fake_api: FakeBotApi,
+    migrated_engine: Engine,
+) -> None:
+    with session_scope(migrated_engine) as session:
+        session.add(User(platform="telegram", platform_user_id=str(ASKER_ID), is_blocked=True))
+    fake_api.queue_update(update(message("What is 2 + 3?")))
+
+    thinking = await fake_api.next_message_to(PRIVATE_CHAT_ID)
+    await fake_api.wait_for(lambda request: request.method == "editMessageText", within_seconds=10)
+
+    (edit,) = fake_api.calls("editMessageText")
+    assert edit.params["message_id"] == thinking.result["message_id"]
+    assert edit.params["text"] == UserBlockedError.user_message
+    assert stored_questions(migrated_engine) == []
 
 
 async def test_group_chatter_ignored(

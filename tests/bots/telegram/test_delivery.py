@@ -239,6 +239,18 @@ async def test_failed_part_resumes_without_reposting(
     ]
 
 
+async def test_blocked_bot_gives_up_without_error(
+    deliverer: TelegramDeliverer, fake_api: FakeBotApi
+) -> None:
+    question = make_question(fake_api)
+    fake_api.blocked_chats.add(CHAT_ID)
+
+    message_ids = await deliverer.deliver(question, answered("Nobody reads this."))
+
+    assert message_ids == []
+    assert [request.status for request in fake_api.calls("sendMessage", ok_only=False)] == [403]
+
+
 async def test_failure_reply_has_no_footnote(
     deliverer: TelegramDeliverer, fake_api: FakeBotApi
 ) -> None:
