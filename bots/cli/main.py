@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from bots.cli.admin import admin_app
 from bots.cli.ask import ask, strategies
 from bots.cli.bench import bench
+from bots.cli.bot import bot_app
 from bots.cli.calibrate import calibrate
 from bots.cli.common import configure_logging, fail
 from bots.cli.db import db_app
@@ -36,6 +37,7 @@ app.command()(beat)
 app.command()(flower)
 app.command()(doctor)
 app.add_typer(db_app, name="db")
+app.add_typer(bot_app, name="bot")
 app.add_typer(admin_app, name="admin")
 
 
