@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
 from core.budget import check_can_ask_ref
 from core.config import Settings
 from core.db import session_scope
 from core.errors import InvalidQuestionError, NotFoundError
-from core.models import AnswerMessage, Question, User
+from core.models import AnswerMessage, Question, User, utcnow
 from core.ratelimit import enforce_rate_limit
 from core.schemas import EFFORTS, AskRequest
 
@@ -75,21 +76,32 @@ def parse_user_ref(ref: str) -> tuple[str, str]:
 def get_or_create_user(
     session: Session, platform: str, platform_user_id: str, display_name: str | None = None
 ) -> User:
-    """Return the user, creating it on first contact; safe when two workers race to create it."""
+    """Return the user, creating it on first contact; safe when two workers race to create it.
+
+    The insert uses ON CONFLICT DO NOTHING instead of a savepoint, because pysqlite's legacy
+    transaction handling releases a SAVEPOINT as a commit of its own.
+    """
     statement = select(User).where(
         User.platform == platform, User.platform_user_id == platform_user_id
     )
     user = session.exec(statement).first()
     if user is not None:
         return user
-    user = User(platform=platform, platform_user_id=platform_user_id, display_name=display_name)
-    try:
-        with session.begin_nested():
-            session.add(user)
-    except IntegrityError:
-        existing = session.exec(statement).one()
-        return existing
-    logger.info("created user %s (id %s)", user.ref, user.id)
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
+    inserted = session.connection().execute(
+        insert(User)
+        .values(
+            platform=platform,
+            platform_user_id=platform_user_id,
+            display_name=display_name,
+            created_at=utcnow(),
+            is_blocked=False,
+        )
+        .on_conflict_do_nothing(index_elements=["platform", "platform_user_id"])
+    )
+    user = session.exec(statement).one()
+    if inserted.rowcount:
+        logger.info("created user %s (id %s)", user.ref, user.id)
     return user
 
 

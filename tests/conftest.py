@@ -18,6 +18,8 @@ from sqlalchemy import Engine
 
 from core.config import Settings, get_settings
 from core.db import create_db_engine, upgrade
+from tasks.app import app as celery_app
+from tasks.app import celery_config
 from tasks.delivery import forget_deliverers
 from tasks.runtime import reset_runtime
 
@@ -27,6 +29,18 @@ POSTGRES_ADMIN_URL = os.environ.get(
 REDIS_URL = os.environ.get("PONDER_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
 WORKER_READY_TIMEOUT_SECONDS = 60
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _use_fresh_settings() -> None:
+    """Reread the settings and apply them to the runtime and to this process's Celery app.
+
+    Celery reads its configuration once per process, so without this a test would send tasks to
+    the broker and queue of whichever test configured the app first.
+    """
+    get_settings.cache_clear()
+    reset_runtime()
+    forget_deliverers()
+    celery_app.conf.update(celery_config(get_settings()))
 
 
 @pytest.fixture
@@ -47,7 +61,7 @@ def migrated_engine(sqlite_url: str) -> Iterator[Engine]:
 def settings(tmp_path: Path, sqlite_url: str) -> Settings:
     # The per-user rate limit is off, so that tests may ask many questions as one user;
     # tests/core/test_ratelimit.py turns it on.
-    return Settings(  # type: ignore[call-arg]
+    return Settings(
         _env_file=None, data_dir=tmp_path, database_url=sqlite_url, rate_limit_per_minute=0
     )
 
@@ -68,13 +82,13 @@ def ponder_env(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
-    get_settings.cache_clear()
-    reset_runtime()
-    forget_deliverers()
+    _use_fresh_settings()
     yield env
     reset_runtime()
     forget_deliverers()
     get_settings.cache_clear()
+    # The test may have left invalid settings in the environment, so restore Celery's defaults.
+    celery_app.conf.update(celery_config(Settings.model_construct()))
 
 
 @pytest.fixture
@@ -162,8 +176,7 @@ def worker_env(
     queue = f"ponder-test-{uuid.uuid4().hex[:10]}"
     monkeypatch.setenv("PONDER_BROKER_URL", redis_url)
     monkeypatch.setenv("PONDER_TASK_QUEUE", queue)
-    get_settings.cache_clear()
-    reset_runtime()
+    _use_fresh_settings()
     return {
         **os.environ,
         **ponder_env,
