@@ -24,7 +24,7 @@ from core.bench.entries import StrategyEntry
 from core.bench.harness import prepare_output_dir, write_reports
 from core.bench.loading import BenchQuestion
 from core.bench.machine import describe_machine
-from core.bench.reporting import RunInfo
+from core.bench.reporting import RESULTS_FILE_NAME, RunInfo, results_csv_appender
 from core.bench.running import RowCallback, answer_question
 from core.bench.scoring import BenchRow, EntrySummary, is_correct
 from core.errors import StrategyOptionError
@@ -348,19 +348,25 @@ async def run_early_stop_comparison(
 
     rows: list[BenchRow] = []
     replays: list[EarlyStopRow] = []
-    for question in questions:
-        outcome = await answer_question(
-            question, full_entry, client, budget_tokens=budget_tokens, system_prompt=system_prompt
-        )
-        rows.append(outcome.row)
-        if outcome.result is not None:
-            replays.extend(
-                compare_question(
-                    question, outcome.result, options, max_parallel=client.max_parallel
-                )
+    with results_csv_appender(directory / RESULTS_FILE_NAME) as append_row:
+        for question in questions:
+            outcome = await answer_question(
+                question,
+                full_entry,
+                client,
+                budget_tokens=budget_tokens,
+                system_prompt=system_prompt,
             )
-        if on_row is not None:
-            on_row(outcome.row)
+            rows.append(outcome.row)
+            append_row(outcome.row)
+            if outcome.result is not None:
+                replays.extend(
+                    compare_question(
+                        question, outcome.result, options, max_parallel=client.max_parallel
+                    )
+                )
+            if on_row is not None:
+                on_row(outcome.row)
 
     summaries = write_reports(directory, info, rows)
     replay_summaries = summarize_replays(replays)

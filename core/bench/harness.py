@@ -17,6 +17,7 @@ from core.bench.reporting import (
     SUMMARY_JSON_FILE_NAME,
     SUMMARY_MARKDOWN_FILE_NAME,
     RunInfo,
+    results_csv_appender,
     write_results_csv,
     write_summary_json,
     write_summary_markdown,
@@ -100,7 +101,10 @@ async def run_bench(
     started_at: datetime | None = None,
     on_row: RowCallback | None = None,
 ) -> BenchOutput:
-    """Answer every question with every entry, then write the reports into `directory`."""
+    """Answer every question with every entry, then write the reports into `directory`.
+
+    results.csv grows row by row during the run and is rewritten whole at the end.
+    """
     prepare_output_dir(directory)
     info = RunInfo(
         questions_file=questions_file,
@@ -118,14 +122,21 @@ async def run_bench(
         ", ".join(entry.name for entry in entries),
         budget_tokens,
     )
-    rows = await run_benchmark(
-        questions,
-        entries,
-        client,
-        budget_tokens=budget_tokens,
-        system_prompt=system_prompt,
-        on_row=on_row,
-    )
+    with results_csv_appender(directory / RESULTS_FILE_NAME) as append_row:
+
+        def record(row: BenchRow) -> None:
+            append_row(row)
+            if on_row is not None:
+                on_row(row)
+
+        rows = await run_benchmark(
+            questions,
+            entries,
+            client,
+            budget_tokens=budget_tokens,
+            system_prompt=system_prompt,
+            on_row=record,
+        )
     summaries = write_reports(directory, info, rows)
     logger.info("benchmark results written to %s", directory)
     return BenchOutput(rows=rows, summaries=summaries, directory=directory)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -60,6 +61,24 @@ def _csv_value(row: BenchRow, column: str) -> str | int:
     if isinstance(value, float):
         return f"{value:.3f}"
     return str(value) if not isinstance(value, int) else value
+
+
+@contextmanager
+def results_csv_appender(path: Path) -> Iterator[Callable[[BenchRow], None]]:
+    """Open a results CSV and yield a function that appends one row and flushes it.
+
+    Rows reach the file as runs finish, so an interrupted benchmark keeps its finished rows.
+    """
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(RESULT_COLUMNS)
+        handle.flush()
+
+        def append(row: BenchRow) -> None:
+            writer.writerow([_csv_value(row, column) for column in RESULT_COLUMNS])
+            handle.flush()
+
+        yield append
 
 
 def write_results_csv(path: Path, rows: Sequence[BenchRow]) -> None:

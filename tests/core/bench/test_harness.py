@@ -18,6 +18,7 @@ from core.bench.harness import BenchOutput, default_output_dir, run_bench
 from core.bench.loading import BenchmarkError, BenchQuestion
 from core.bench.policies import PolicyDecision
 from core.bench.reporting import RESULT_COLUMNS
+from core.bench.scoring import BenchRow
 from core.errors import ModelTimeoutError
 from core.llm.base import ChatMessage, SamplingOptions
 from core.llm.scripted import ScriptedClient, ScriptedReply
@@ -207,3 +208,28 @@ def test_existing_results_not_overwritten(tmp_path: Path) -> None:
 
 def test_default_output_dir_uses_timestamp() -> None:
     assert default_output_dir(STARTED_AT) == Path("bench-out/20250301-142500")
+
+
+def test_results_csv_grows_during_run(tmp_path: Path) -> None:
+    directory = tmp_path / "out"
+    lines_seen: list[int] = []
+
+    def count_lines(row: BenchRow) -> None:
+        with (directory / "results.csv").open(newline="", encoding="utf-8") as handle:
+            lines_seen.append(len(list(csv.reader(handle))))
+
+    asyncio.run(
+        run_bench(
+            QUESTIONS,
+            build_entries(["direct"], {}),
+            ScriptedClient(_reply),
+            budget_tokens=1000,
+            directory=directory,
+            questions_file="two.jsonl",
+            command_line="ponder bench",
+            on_row=count_lines,
+        )
+    )
+
+    # The header plus every finished row is on disk when each run reports.
+    assert lines_seen == [2, 3]
