@@ -13,6 +13,19 @@ logger = logging.getLogger(__name__)
 
 UNUSED_BROKER_URL = "memory://"
 SWEEP_TASK_NAME = "ponder.sweep_stranded_questions"
+# Redis serves the lowest priority step first. Deliveries go ahead of questions still to answer,
+# so that a finished answer does not wait behind a backlog of questions. The priorities come
+# from task routes, applied as each task is sent. task_default_priority stays unset: a task class
+# copies it when bound, it then overrides the routes, and threads that send their first tasks at
+# the same moment can miss it.
+PRIORITY_STEPS = [0, 3, 6, 9]
+DELIVERY_PRIORITY = 0
+DEFAULT_PRIORITY = 6
+TASK_PRIORITIES = {
+    "ponder.deliver_answer": DELIVERY_PRIORITY,
+    "ponder.answer_question": DEFAULT_PRIORITY,
+    SWEEP_TASK_NAME: DEFAULT_PRIORITY,
+}
 
 app = Celery("ponder", include=["tasks.answer", "tasks.sweep"])
 
@@ -28,6 +41,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_transport_options": {
             "visibility_timeout": settings.broker_visibility_timeout_seconds,
             "global_keyprefix": settings.broker_key_prefix,
+            "priority_steps": PRIORITY_STEPS,
+        },
+        # A route without a queue would send to the queue Celery cached at its first send.
+        "task_routes": {
+            name: {"queue": settings.task_queue, "priority": priority}
+            for name, priority in TASK_PRIORITIES.items()
         },
         "broker_connection_retry_on_startup": True,
         "task_default_queue": settings.task_queue,

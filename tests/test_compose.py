@@ -184,7 +184,7 @@ def test_env_example_shows_default(field_name: str, ponder_env: dict[str, str]) 
     value = env_example_values()[f"PONDER_{field_name.upper()}"]
     expected = Settings.model_fields[field_name].get_default(call_default_factory=True)
     if value == "":
-        assert field_name in COMPUTED_DEFAULTS or expected in (None, [], "")
+        assert field_name in COMPUTED_DEFAULTS or expected in (None, [], "", {})
         return
     parsed = Settings(_env_file=None, **{field_name: value})  # type: ignore[call-arg, arg-type]
     assert getattr(parsed, field_name) == expected, f"PONDER_{field_name.upper()}={value}"

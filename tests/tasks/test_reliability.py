@@ -7,6 +7,7 @@ never makes a worker restore another test's unacknowledged tasks.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -33,8 +34,14 @@ from core.models import Question, UsageEntry, User, utcnow
 from core.questions import get_or_create_user, submit_question
 from core.recovery import LEASE_GRACE_SECONDS
 from core.schemas import AskRequest
-from tasks.answer import enqueue_answer
-from tasks.app import SWEEP_TASK_NAME, app, celery_config
+from tasks.answer import deliver_answer, enqueue, enqueue_answer, queue_depth
+from tasks.app import (
+    DEFAULT_PRIORITY,
+    DELIVERY_PRIORITY,
+    SWEEP_TASK_NAME,
+    app,
+    celery_config,
+)
 from tasks.runtime import get_runtime, reset_runtime
 from tasks.sweep import sweep
 from tests.conftest import WorkerProcess
@@ -217,6 +224,32 @@ def test_beat_schedules_registered_sweep() -> None:
     assert SWEEP_TASK_NAME in app.tasks
 
 
+def test_priorities_hold_for_concurrent_senders(deployment: Deployment) -> None:
+    start = threading.Barrier(10)
+
+    def send(question_id: int) -> None:
+        start.wait()
+        enqueue_answer(question_id)
+
+    threads = [threading.Thread(target=send, args=(index,)) for index in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    enqueue(deliver_answer, 99)
+
+    broker = redis.Redis.from_url(deployment.env["PONDER_BROKER_URL"])
+    sent: list[tuple[str, int]] = []
+    for key in broker.scan_iter(f"{deployment.key_prefix}{deployment.settings.task_queue}*"):
+        for raw in broker.lrange(key, 0, -1):
+            message = json.loads(raw)
+            sent.append((message["headers"]["task"], message["properties"]["priority"]))
+    broker.close()
+    assert sorted(sent) == [("ponder.answer_question", DEFAULT_PRIORITY)] * 10 + [
+        ("ponder.deliver_answer", DELIVERY_PRIORITY)
+    ]
+
+
 def test_killed_worker_answer_delivered_once(
     deployment: Deployment, start_worker: StartWorker, ollama: FakeOllamaServer
 ) -> None:
@@ -256,12 +289,13 @@ def test_sweep_requeues_lost_questions(
     deployment.configure(PONDER_OLLAMA_HOST=ollama.url, PONDER_SWEEP_QUEUED_AFTER_SECONDS="30")
     settings = deployment.settings
     broker = redis.Redis.from_url(deployment.env["PONDER_BROKER_URL"])
-    queue_key = f"{deployment.key_prefix}{settings.task_queue}"
 
     never_sent = ask_on_telegram("601", enqueue=False)
     lost = ask_on_telegram("602")
-    assert broker.llen(queue_key) == 1
-    broker.delete(queue_key)  # the broker loses its queue
+    assert queue_depth(settings) == 1
+    # The broker loses its queue: every priority list of it.
+    broker.delete(*broker.scan_iter(f"{deployment.key_prefix}{settings.task_queue}*"))
+    assert queue_depth(settings) == 0
     abandoned = ask_on_telegram("603", enqueue=False)
     running = ask_on_telegram("604", enqueue=False)
     now = utcnow()
@@ -285,7 +319,7 @@ def test_sweep_requeues_lost_questions(
     assert report.recovered == (abandoned,)
     assert report.failed == ()
     assert repeated.requeued == ()
-    assert broker.llen(queue_key) == 3
+    assert queue_depth(settings) == 3
     worker = start_worker(extra_env=deployment.env)
     wait_delivered(deployment.telegram, ["601", "602", "603"], [worker])
     for question_id, chat_id in ((never_sent, "601"), (lost, "602"), (abandoned, "603")):
@@ -327,6 +361,34 @@ def test_sweep_fails_question_that_keeps_dying(
         "Ponder could not finish this question. Please ask again, perhaps in a shorter form."
     ]
     assert ollama.requests == []
+
+
+def test_delivery_goes_ahead_of_backlog(deployment: Deployment, start_worker: StartWorker) -> None:
+    slow = start_delayed_ollama(0.3)
+    try:
+        env = deployment.configure(PONDER_OLLAMA_HOST=slow.url)
+        backlog = {chat_id: ask_on_telegram(chat_id) for chat_id in ("901", "902", "903")}
+        finished = ask_on_telegram("900", enqueue=False)
+        with session_scope(get_runtime().engine) as session:
+            question = session.get(Question, finished)
+            assert question is not None
+            question.status = "answered"
+            question.answer = "Already answered."
+            session.add(question)
+        enqueue(deliver_answer, finished)
+        assert queue_depth(deployment.settings) == 4
+
+        # One worker process takes one task at a time, so the order of claims shows the order
+        # in which Redis handed the tasks out.
+        worker = start_worker(extra_env=env, concurrency=1)
+        wait_delivered(deployment.telegram, ["900", *backlog], [worker])
+    finally:
+        slow.stop()
+
+    first, third = load(backlog["901"]), load(backlog["903"])
+    assert load(finished).delivered_at < first.started_at
+    assert first.delivered_at < third.started_at
+    assert sorted(deployment.telegram.messages_per_chat().values()) == [1, 1, 1, 1]
 
 
 @pytest.mark.parametrize(
