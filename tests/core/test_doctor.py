@@ -274,3 +274,28 @@ def test_cli_output_and_logs_hide_secrets(ponder_env: dict[str, str]) -> None:
     assert PASSWORD not in combined
     assert DISCORD_TOKEN not in combined
     assert "123:short" not in combined
+
+
+def test_failed_migration_hides_password(ponder_env: dict[str, str]) -> None:
+    env = {
+        **ponder_env,
+        "PATH": str(Path(sys.executable).parent),
+        "PONDER_DATABASE_URL": (
+            f"postgresql+psycopg://ponder:{PASSWORD}@127.0.0.1:{closed_port()}/ponder"
+        ),
+        "PONDER_LOG_LEVEL": "DEBUG",
+    }
+
+    completed = subprocess.run(
+        [str(Path(sys.executable).parent / "ponder"), "db", "upgrade"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    combined = completed.stdout + completed.stderr
+    assert completed.returncode != 0
+    assert "Connection refused" in combined
+    assert PASSWORD not in combined
