@@ -1,9 +1,9 @@
 """Burst benchmark: many questions from many users queued at once, answered by real workers.
 
 It starts a fake Ollama server that answers every generation after a fixed delay, a fake Telegram
-Bot API that receives the answers, and `ponder worker` processes on the real Redis, stores the
-questions in a fresh PostgreSQL database from one thread per user, enqueues each one right after
-storing it, and waits until every chat has received its message. Then it checks that nothing was
+Bot API that receives the answers, and `ponder worker` processes on the real Redis. One thread
+per user stores that user's questions in a fresh PostgreSQL database and enqueues each one right
+after storing it. When every chat has received its message, the script checks that nothing was
 lost or delivered twice and that no user spent more than their budget, and prints:
 
 - queue latency: from storing a question to a worker starting it (p50, p95, max);

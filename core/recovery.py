@@ -5,9 +5,9 @@ A task can run twice: the broker redelivers it after a worker dies, the sweep re
 question whose task was lost, or a retry overlaps a duplicate. Two rules keep that harmless:
 
 - Answering: a worker claims a question with one conditional UPDATE. It may claim a queued
-  question, or a running one whose lease (its start plus the hard time limit) has expired, or
-  any running one when the broker marked the message as redelivered, because the broker
-  redelivers only after the worker that held it died or its visibility timeout passed, and the
+  question, or a running one whose lease (its start plus the hard time limit) has expired. It
+  may also claim any running one when the broker marked the message as redelivered: the broker
+  redelivers only after the worker that had it died or its visibility timeout passed, and the
   hard time limit is below that timeout. Every other copy finds the question held and stops.
 - Delivery: a worker claims the delivery by setting `delivered_at` where it is still empty, then
   posts. Two copies cannot both post. A failed post clears the claim again for the retry.
@@ -85,7 +85,7 @@ def claim_question(
     is_redelivery: bool,
     now: datetime | None = None,
 ) -> QuestionClaim:
-    """Mark the question running for this task and count the attempt, if no live task holds it."""
+    """Mark the question running for this task and count the attempt, unless a live task has it."""
     now = now or utcnow()
     running = col(Question.status) == "running"
     if not is_redelivery:

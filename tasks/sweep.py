@@ -45,7 +45,7 @@ MARKER_KEY_PREFIX = "ponder:sweep:"
 
 @dataclass(frozen=True, slots=True)
 class SweepReport:
-    """What one sweep did, by question id."""
+    """The questions one sweep acted on, by id."""
 
     requeued: tuple[int, ...]
     recovered: tuple[int, ...]
@@ -104,7 +104,7 @@ def _give_up(engine: Engine, question_id: int) -> bool:
 
 
 def _mark_enqueued(settings: Settings, question_id: int) -> bool:
-    """Return True when the sweep did not enqueue this question in the last period."""
+    """Set the question's Redis marker; return False if the sweep enqueued it in the last period."""
     url = settings.broker_url
     if not url or url.split(":", 1)[0] not in REDIS_SCHEMES:
         return True
