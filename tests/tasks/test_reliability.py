@@ -8,12 +8,16 @@ never makes a worker restore another test's unacknowledged tasks.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,7 +48,7 @@ from tasks.app import (
 )
 from tasks.runtime import get_runtime, reset_runtime
 from tasks.sweep import sweep
-from tests.conftest import WorkerProcess
+from tests.conftest import WorkerProcess, ponder_executable
 from tests.fakes.background import TELEGRAM_TOKEN, BackgroundBotApi, start_delayed_ollama
 from tests.fakes.ollama_server import FakeOllamaServer, Fault
 
@@ -331,6 +335,46 @@ def test_sweep_requeues_lost_questions(
     assert still_running.attempts == 1
     assert deployment.telegram.sent_texts("604") == []
     broker.close()
+
+
+def test_beat_runs_sweep_periodically(
+    deployment: Deployment,
+    start_worker: StartWorker,
+    ollama: FakeOllamaServer,
+    tmp_path: Path,
+) -> None:
+    env = deployment.configure(
+        PONDER_OLLAMA_HOST=ollama.url,
+        PONDER_SWEEP_INTERVAL_SECONDS="1",
+        PONDER_SWEEP_QUEUED_AFTER_SECONDS="30",
+    )
+    question_id = ask_on_telegram("950", enqueue=False)
+    with session_scope(get_runtime().engine) as session:
+        question = session.get(Question, question_id)
+        assert question is not None
+        question.created_at = utcnow() - timedelta(seconds=60)
+        session.add(question)
+    worker = start_worker(extra_env=env)
+    beat_log = tmp_path / "beat.log"
+    with beat_log.open("wb") as log:
+        beat = subprocess.Popen(
+            [ponder_executable(), "beat"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_delivered(deployment.telegram, ["950"], [worker])
+    finally:
+        os.killpg(beat.pid, signal.SIGTERM)
+        beat.wait(30)
+
+    answered = load(question_id)
+    assert answered.status == "answered"
+    assert answered.attempts == 1
+    assert "Sending due task sweep-stranded-questions" in beat_log.read_text()
+    assert len(deployment.telegram.sent_texts("950")) == 1
 
 
 def test_sweep_fails_question_that_keeps_dying(
