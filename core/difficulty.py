@@ -86,7 +86,9 @@ _CODE_TERM = re.compile(
     re.IGNORECASE,
 )
 _CHOICE_LINE = re.compile(r"(?m)^\s*\(?[A-Ea-e][).:]\s+\S")
-_CHOICE_INLINE = re.compile(r"\([A-Ea-e]\)\s*\S")
+# Inline options: "(A) Mars (b) Venus" or "A) 6 B) 8"; bare letters only in capitals, because
+# "a) first" also starts an ordinary list.
+_CHOICE_INLINE = re.compile(r"(?:\([A-Ea-e]\)|\b[A-E]\))\s*\S")
 _EXPRESSION_LEAD = re.compile(
     r"^(?:what(?:'s| is)|calculate|compute|evaluate|solve)\s+", re.IGNORECASE
 )

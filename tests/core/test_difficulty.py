@@ -53,6 +53,8 @@ TYPE_CASES = [
     ("hi", "chat"),
     ("Is ice cold?", "yes_no"),
     ("Which planet is largest? (A) Mars (B) Jupiter (C) Venus", "multiple_choice"),
+    ("What is 4 + 4? A) 6 B) 8 C) 10 D) 12. Answer with the letter.", "multiple_choice"),
+    ("a) first do this, then b) that", "chat"),
     ("What is the capital of France?", "factual"),
     ("How many legs does a spider have?", "factual"),
     ("What is 2+3?", "arithmetic"),
