@@ -42,6 +42,20 @@ def test_queue_depth_counts_waiting_tasks(redis_url: str) -> None:
         client.close()
 
 
+@pytest.mark.redis
+def test_queue_depth_with_key_prefix(redis_url: str) -> None:
+    queue = f"ponder-test-{uuid.uuid4().hex[:10]}"
+    settings = _settings(redis_url, queue, broker_key_prefix="tenant-a:")
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.lpush(f"tenant-a:{queue}", "1", "2")
+
+        assert queue_depth(settings) == 2
+    finally:
+        client.delete(f"tenant-a:{queue}")
+        client.close()
+
+
 def test_queue_depth_when_broker_unreachable() -> None:
     # Port 1 on loopback refuses connections, so the read fails fast and counts as empty.
     settings = Settings(_env_file=None, broker_url="redis://127.0.0.1:1/0")  # type: ignore[call-arg]
