@@ -85,6 +85,8 @@ class EarlyStopSummary:
     rule: str
     questions: int
     same_answer: int
+    stopped_early: int
+    same_when_stopped_early: int
     mean_samples_used: float
     sample_fraction: float
     token_fraction: float
@@ -216,11 +218,14 @@ def summarize_replays(rows: Sequence[EarlyStopRow]) -> list[EarlyStopSummary]:
     for rule, rule_rows in grouped.items():
         total_samples = sum(row.total_samples for row in rule_rows)
         total_tokens = sum(row.full_tokens for row in rule_rows)
+        stopped = [row for row in rule_rows if row.samples_used < row.total_samples]
         summaries.append(
             EarlyStopSummary(
                 rule=rule,
                 questions=len(rule_rows),
                 same_answer=sum(row.same_answer for row in rule_rows),
+                stopped_early=len(stopped),
+                same_when_stopped_early=sum(row.same_answer for row in stopped),
                 mean_samples_used=sum(row.samples_used for row in rule_rows) / len(rule_rows),
                 sample_fraction=(
                     sum(row.samples_used for row in rule_rows) / total_samples
@@ -252,15 +257,17 @@ def full_run_options(entry: StrategyEntry) -> SelfConsistencyOptions:
 def format_replay_table(summaries: Sequence[EarlyStopSummary]) -> str:
     """Return the per-rule figures as a Markdown table."""
     lines = [
-        "| Rule | Questions | Same answer as full vote | Mean samples used | Samples used "
-        "| Tokens used | Full vote correct | Adaptive correct |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| Rule | Questions | Same answer as full vote | Stopped early | Same answer when "
+        "stopped early | Mean samples used | Samples used | Tokens used | Full vote correct "
+        "| Adaptive correct |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for summary in summaries:
         same_percent = 100 * summary.same_answer / summary.questions if summary.questions else 0
         lines.append(
             f"| {summary.rule} | {summary.questions} "
-            f"| {summary.same_answer} ({same_percent:.1f}%) "
+            f"| {summary.same_answer} ({same_percent:.1f}%) | {summary.stopped_early} "
+            f"| {summary.same_when_stopped_early} of {summary.stopped_early} "
             f"| {summary.mean_samples_used:.2f} | {100 * summary.sample_fraction:.1f}% "
             f"| {100 * summary.token_fraction:.1f}% | {summary.full_correct} "
             f"| {summary.adaptive_correct} |"
@@ -295,8 +302,10 @@ def write_replay_reports(
         f"- Full run: {options.samples} samples, temperature {options.temperature}, "
         f"base seed {options.base_seed}, confidence {options.confidence}",
         "",
-        "Each rule is replayed on the full run's paths in seed order. Samples and tokens used",
-        "are the adaptive run's share of the full run's.",
+        "Each rule is replayed on the full run's paths in seed order. A question where the rule",
+        "never fires uses every sample and trivially keeps the full vote's answer, so the",
+        "answers of the questions that stopped early are counted apart. Samples and tokens used",
+        "are the adaptive runs' share of the full runs'.",
         "",
         format_replay_table(summaries),
         "",

@@ -95,6 +95,8 @@ def test_replay_summary_fractions(tmp_path: Path) -> None:
     beta, esc = output.replay_summaries
     assert beta.rule == "beta"
     assert beta.same_answer == 2
+    assert beta.stopped_early == 3
+    assert beta.same_when_stopped_early == 2
     assert beta.mean_samples_used == 5.0
     assert beta.sample_fraction == 15 / 48
     assert beta.full_correct == 3
@@ -119,7 +121,7 @@ def test_comparison_writes_reports(tmp_path: Path) -> None:
     assert len(rows) == 6
     assert rows[0]["same_answer"] == "1"
     lines = (output.directory / "early_stop.md").read_text(encoding="utf-8").splitlines()
-    assert "| beta | 3 | 2 (66.7%) | 5.00 | 31.2% | 31.2% | 3 | 2 |" in lines
+    assert "| beta | 3 | 2 (66.7%) | 3 | 2 of 3 | 5.00 | 31.2% | 31.2% | 3 | 2 |" in lines
     assert (output.directory / "results.csv").exists()
     assert (output.directory / "accuracy_vs_tokens.png").exists()
 
