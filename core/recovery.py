@@ -174,7 +174,8 @@ def find_stranded_questions(
 
 
 def requeue_overdue(engine: Engine, question_id: int, *, started_before: datetime) -> bool:
-    """Put a running question whose lease expired back to queued; False if it moved on."""
+    """Put a running question whose lease expired back to queued and release its reserved
+    tokens, as a retry does; return False if the question moved on meanwhile."""
     statement = (
         update(Question)
         .where(
@@ -182,7 +183,11 @@ def requeue_overdue(engine: Engine, question_id: int, *, started_before: datetim
             col(Question.status) == "running",
             col(Question.started_at) < started_before,
         )
-        .values(status="queued", error="its worker stopped before finishing; queued again")
+        .values(
+            status="queued",
+            reserved_tokens=0,
+            error="its worker stopped before finishing; queued again",
+        )
     )
     with session_scope(engine) as session:
         return bool(session.exec(statement).rowcount == 1)

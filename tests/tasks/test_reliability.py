@@ -312,6 +312,7 @@ def test_sweep_requeues_lost_questions(
             if question_id in (abandoned, running):
                 question.status = "running"
                 question.attempts = 1
+                question.reserved_tokens = 300
                 started = lease + 5 if question_id == abandoned else 1
                 question.started_at = now - timedelta(seconds=started)
             session.add(question)
@@ -322,6 +323,9 @@ def test_sweep_requeues_lost_questions(
     assert sorted(report.requeued) == [never_sent, lost, abandoned]
     assert report.recovered == (abandoned,)
     assert report.failed == ()
+    assert load(abandoned).status == "queued"
+    assert load(abandoned).reserved_tokens == 0
+    assert load(running).reserved_tokens == 300
     assert repeated.requeued == ()
     assert queue_depth(settings) == 3
     worker = start_worker(extra_env=deployment.env)
