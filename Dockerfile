@@ -5,7 +5,7 @@ FROM python:3.12-slim-bookworm AS build
 
 # llama-cpp-python is a dependency even when the model runs on Ollama, and it compiles llama.cpp.
 RUN apt-get update \
-    && apt-get install --yes --no-install-recommends build-essential cmake git \
+    && apt-get install --yes --no-install-recommends build-essential cmake \
     && rm -rf /var/lib/apt/lists/*
 
 # Build llama.cpp for the widely available AVX2 instruction set instead of the build machine's
