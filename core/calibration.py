@@ -79,6 +79,11 @@ def outcome_record(result: StrategyResult, escalation: Escalation | None) -> dic
     }
 
 
+def count_questions(count: int) -> str:
+    """Return "1 answered question" or "N answered questions"."""
+    return f"{count} answered question{'' if count == 1 else 's'}"
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryRow:
     """One answered question usable for calibration: its features and whether samples disagreed."""
@@ -246,7 +251,7 @@ def calibrate(
 
     if len(history) < min_questions:
         return unchanged(
-            f"too little history: {len(history)} answered questions with agreement signals, "
+            f"too little history: {count_questions(len(history))} with agreement signals, "
             f"at least {min_questions} needed; nothing changed"
         )
     if disagreed in (0, len(history)):

@@ -7,7 +7,11 @@ from typing import Annotated
 import typer
 
 from bots.cli.common import print_json, reported_errors
-from core.calibration import MIN_HISTORY_QUESTIONS, CalibrationReport
+from core.calibration import (
+    MIN_HISTORY_QUESTIONS,
+    CalibrationReport,
+    count_questions,
+)
 from core.calibration import calibrate as run_calibration
 from core.config import get_settings
 from core.db import create_db_engine, ensure_schema
@@ -47,7 +51,7 @@ def calibrate(
 def describe_report(report: CalibrationReport) -> list[str]:
     """Return the report as lines for the terminal."""
     lines = [
-        f"history: {report.questions} answered questions with agreement signals, "
+        f"history: {count_questions(report.questions)} with agreement signals, "
         f"{report.disagreed} with disagreeing samples"
     ]
     if report.auroc_after is not None:
