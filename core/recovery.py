@@ -86,6 +86,10 @@ def claim_question(
     now: datetime | None = None,
 ) -> QuestionClaim:
     """Mark the question running for this task and count the attempt, unless a live task has it."""
+    # NOTE: after the sweep re-enqueues an abandoned question, the original message still comes
+    # back once the visibility timeout passes. Should the sweep's copy still be running then
+    # (possible only when twice the hard limit plus the lease grace exceeds the visibility
+    # timeout), both copies run; record_answer and the delivery claim still count it once.
     now = now or utcnow()
     running = col(Question.status) == "running"
     if not is_redelivery:
