@@ -84,6 +84,12 @@ class Question(SQLModel, table=True):
     delivered_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
+    delivery_claimed_at: datetime | None = Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True), nullable=True),
+        description="When a delivery task last claimed the posting; the claim lapses after "
+        "delivery_lease_seconds.",
+    )
 
     answer: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     short_answer: str | None = Field(default=None, max_length=256)
