@@ -1,4 +1,4 @@
-"""Plot accuracy against mean tokens per question, one labelled point per entry."""
+"""Plot accuracy against mean tokens per question, one point per entry named in the legend."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from core.bench.scoring import EntrySummary
 
@@ -16,6 +17,7 @@ FIGURE_DPI = 120
 # Strategies can differ in cost by one to two orders of magnitude. Past this ratio of the largest
 # to the smallest mean, the x axis is logarithmic so that the cheap strategies stay apart.
 LOG_SCALE_RATIO = 10.0
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
 def plot_accuracy_vs_tokens(path: Path, summaries: Sequence[EntrySummary], *, title: str) -> None:
@@ -28,18 +30,29 @@ def plot_accuracy_vs_tokens(path: Path, summaries: Sequence[EntrySummary], *, ti
     axes = figure.add_subplot()
     tokens = [summary.mean_tokens for summary in summaries]
     accuracy = [100 * summary.accuracy for summary in summaries]
-    axes.scatter(tokens, accuracy, color="tab:blue", zorder=3)
-    for summary, x, y in zip(summaries, tokens, accuracy, strict=True):
-        axes.annotate(
-            summary.strategy, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=9
+    # Each point gets its own colour and marker and a legend entry, because text labels next to
+    # the points overlap when strategies have similar cost and accuracy.
+    for index, summary in enumerate(summaries):
+        axes.scatter(
+            tokens[index],
+            accuracy[index],
+            s=60,
+            color=f"C{index % 10}",
+            marker=MARKERS[index % len(MARKERS)],
+            label=f"{summary.strategy} ({accuracy[index]:.0f}%, {tokens[index]:.0f} tokens)",
+            zorder=3,
         )
 
     if min(tokens) > 0 and max(tokens) / min(tokens) > LOG_SCALE_RATIO:
         axes.set_xscale("log")
+        axes.xaxis.set_major_formatter(ScalarFormatter())
+        axes.xaxis.set_minor_formatter(NullFormatter())
+    axes.margins(x=0.1)
     axes.set_ylim(-5, 105)
     axes.set_xlabel("mean tokens per question (prompt + completion)")
     axes.set_ylabel("accuracy (%)")
     axes.set_title(title, fontsize=10)
     axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=8, loc="best", framealpha=0.9)
     figure.tight_layout()
     figure.savefig(path, format="png")
