@@ -4,6 +4,9 @@ A worker has no bot process: it posts through the Bot API with one `telegram.Bot
 process, created on first use and shut down in `close()`. The bot process stores the id of its
 "thinking…" message in `Question.delivery`, and this module edits that message as samples come
 in, posts the answer as replies to the question, and then deletes the progress message.
+
+Each answer part is recorded in `Question.delivery` (core/delivery_records.py) right after
+Telegram accepts it, so a delivery retried in any process posts only the parts still missing.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TypeVar
 
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from telegram import Bot, LinkPreviewOptions, Message, ReplyParameters
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, Forbidden, InvalidToken, RetryAfter, TelegramError
@@ -27,7 +32,9 @@ from bots.telegram.credentials import protect_token_in_logs, require_token
 from bots.telegram.formatting import MAX_MESSAGE_UTF16_UNITS, FormattedText, format_part
 from core.chunking import FOOTNOTE_SEPARATOR, split_message, utf16_length
 from core.config import Settings
+from core.db import create_db_engine
 from core.delivery import Deliverer
+from core.delivery_records import posted_parts, record_posted_part
 from core.errors import ConfigurationError, DeliveryError
 from core.models import Question
 from core.schemas import AdapterLimits, Reply
@@ -109,7 +116,8 @@ class TelegramDeliverer:
         self._next_edit_at: dict[str, float] = {}
         self._typing_sent_at: dict[str, float] = {}
         self._progress_text: OrderedDict[int, str] = OrderedDict()
-        self._posted: dict[int, list[str]] = {}
+        self._records_engine: Engine | None = None
+        self._posted: dict[int, dict[int, str]] = {}
         self._delivered: OrderedDict[int, list[str]] = OrderedDict()
         self._question_locks: dict[int, asyncio.Lock] = {}
 
@@ -204,11 +212,12 @@ class TelegramDeliverer:
         return True
 
     async def deliver(self, question: Question, reply: Reply) -> list[str]:
-        """Post the answer as replies to the question, once per process, and return their ids.
+        """Post the answer as replies to the question and return their ids.
 
-        Parts already posted by an earlier, failed attempt in this process are not posted again.
-        NOTE: the record is per process. When a worker dies after posting but before the task
-        sets `delivered_at`, or a timed-out send did reach Telegram, the retry posts again.
+        Parts recorded in `question.delivery`, or posted by an earlier attempt in this process,
+        are not posted again. NOTE: a part is posted twice when the worker dies after Telegram
+        accepted it but before its record is written, or when a send timed out after Telegram
+        took it, because the Bot API's sendMessage takes no idempotency key.
         """
         assert question.id is not None
         lock = self._question_locks.setdefault(question.id, asyncio.Lock())
@@ -224,7 +233,10 @@ class TelegramDeliverer:
         return message_ids
 
     async def close(self) -> None:
-        """Shut down the Bot's HTTP client."""
+        """Shut down the Bot's HTTP client and the database engine of the part records."""
+        engine, self._records_engine = self._records_engine, None
+        if engine is not None:
+            engine.dispose()
         bot, self._bot = self._bot, None
         if bot is not None:
             try:
@@ -238,11 +250,14 @@ class TelegramDeliverer:
             logger.warning("question %d has no Telegram chat id; nothing to deliver", question.id)
             return []
         bot = await self.bot()
-        posted = self._posted.setdefault(question.id, [])
+        posted = self._posted.setdefault(question.id, {})
+        posted.update(posted_parts(question))
         parts = answer_parts(reply)
-        for part in parts[len(posted) :]:
+        for index, part in enumerate(parts):
+            if index in posted:
+                continue
             try:
-                message = await self._send_part(bot, question, part, is_first=not posted)
+                message = await self._send_part(bot, question, part, is_first=index == 0)
             except (Forbidden, BadRequest) as exc:
                 # The chat is gone, the bot was blocked or removed: retrying cannot help.
                 logger.warning(
@@ -254,11 +269,34 @@ class TelegramDeliverer:
                 break
             except TelegramError as exc:
                 raise DeliveryError(
-                    f"posting part {len(posted) + 1} of {len(parts)} of question {question.id} "
+                    f"posting part {index + 1} of {len(parts)} of question {question.id} "
                     f"to Telegram failed: {exc}; the delivery task retries"
                 ) from exc
-            posted.append(str(message.message_id))
-        return self._posted.pop(question.id)
+            posted[index] = str(message.message_id)
+            await self._record_part(question.id, index, posted[index])
+        self._posted.pop(question.id)
+        return [posted[index] for index in sorted(posted)]
+
+    async def _record_part(self, question_id: int, index: int, message_id: str) -> None:
+        """Record a posted part in the database; raise DeliveryError when that fails.
+
+        The part stays in this process's memory, so a retry here does not post it again.
+        """
+        if self._records_engine is None:
+            self._records_engine = create_db_engine(self.settings.resolved_database_url)
+        try:
+            await asyncio.to_thread(
+                record_posted_part,
+                self._records_engine,
+                question_id,
+                index=index,
+                message_id=message_id,
+            )
+        except SQLAlchemyError as exc:
+            raise DeliveryError(
+                f"recording part {index + 1} (message {message_id}) of question {question_id} "
+                f"failed: {type(exc).__name__}; check the database, the delivery task retries"
+            ) from exc
 
     async def _send_part(
         self, bot: Bot, question: Question, part: FormattedText, *, is_first: bool

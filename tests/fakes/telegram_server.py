@@ -2,8 +2,9 @@
 
 It speaks the methods Ponder uses with Telegram's response envelope (`{"ok": true, "result":
 ...}`), records every request, serves queued updates through getUpdates (long-polling when
-there are none), and can inject the two failures Ponder must survive: flood control (HTTP 429
-with `parameters.retry_after`) and a formatted message rejected with "can't parse entities".
+there are none), and can inject the failures Ponder must survive: flood control (HTTP 429
+with `parameters.retry_after`), a formatted message rejected with "can't parse entities", and a
+server error (HTTP 500).
 It checks what the real server checks for sendMessage and editMessageText: the text is not empty,
 fits in 4,096 UTF-16 code units, and every entity lies inside it.
 """
@@ -84,6 +85,7 @@ class FakeBotApi:
     _retry_after_seconds: int = 1
     _retry_after: _Injection = field(default_factory=lambda: _Injection(0, None))
     _reject_formatting: _Injection = field(default_factory=lambda: _Injection(0, None))
+    _server_error: _Injection = field(default_factory=lambda: _Injection(0, None))
     blocked_chats: set[int] = field(default_factory=set)
     _runner: web.AppRunner | None = None
     _changed: asyncio.Condition | None = None
@@ -151,6 +153,12 @@ class FakeBotApi:
         self._retry_after = _Injection(count, frozenset(methods) if methods else None, skip)
         self._retry_after_seconds = seconds
 
+    def fail_with_server_error(
+        self, count: int, *, methods: set[str] | None = None, skip: int = 0
+    ) -> None:
+        """Answer `count` calls (of `methods`, or any) with HTTP 500, after `skip` that succeed."""
+        self._server_error = _Injection(count, frozenset(methods) if methods else None, skip)
+
     def reject_formatting(self, count: int) -> None:
         """Reject the next `count` messages that carry entities or a parse_mode with 400."""
         self._reject_formatting = _Injection(count, FORMATTED_METHODS)
@@ -209,6 +217,8 @@ class FakeBotApi:
         params = await _read_params(request)
         if request.match_info["token"] != self.token:
             return self._record(method, params, 401, {"description": "Unauthorized"})
+        if _consume(self._server_error, method):
+            return self._record(method, params, 500, {"description": "Internal Server Error"})
         if _consume(self._retry_after, method):
             seconds = self._retry_after_seconds
             return self._record(

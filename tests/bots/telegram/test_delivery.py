@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import Engine
 
 from bots.telegram.delivery import (
     ANSWERED_BELOW_TEXT,
@@ -18,9 +19,12 @@ from bots.telegram.delivery import (
     TelegramDeliverer,
 )
 from core.config import Settings
+from core.db import session_scope
+from core.delivery_records import POSTED_PARTS_KEY
 from core.errors import ConfigurationError, DeliveryError
 from core.models import Question
-from core.schemas import Reply
+from core.questions import submit_question
+from core.schemas import AskRequest, Reply
 from core.strategies.base import Progress
 from tests.fakes.telegram_server import FakeBotApi, RecordedRequest, utf16_length
 
@@ -38,7 +42,11 @@ MARKDOWN_TRAPS = (
 
 
 @pytest.fixture
-async def deliverer(telegram_settings: Settings) -> AsyncIterator[TelegramDeliverer]:
+async def deliverer(
+    telegram_settings: Settings, migrated_engine: Engine
+) -> AsyncIterator[TelegramDeliverer]:
+    # The deliverer records posted parts in the database; these questions are not stored, so
+    # the records only need the tables.
     deliverer = TelegramDeliverer(telegram_settings)
     yield deliverer
     await deliverer.close()
@@ -55,6 +63,32 @@ def make_question(api: FakeBotApi, *, question_id: int = 1, chat_id: int = CHAT_
         text="a question",
         delivery={PROGRESS_MESSAGE_KEY: progress_id},
     )
+
+
+def stored_question(engine: Engine, settings: Settings, api: FakeBotApi) -> Question:
+    """Store a Telegram question with a progress message, as the bot process does."""
+    progress_id = api.add_message(CHAT_ID, "thinking…")
+    question = submit_question(
+        engine,
+        settings,
+        AskRequest(
+            platform="telegram",
+            user_id="7",
+            chat_id=str(CHAT_ID),
+            message_id=str(QUESTION_MESSAGE_ID),
+            text="a question",
+            delivery={PROGRESS_MESSAGE_KEY: progress_id},
+        ),
+    )
+    assert question.id is not None
+    return load(engine, question.id)
+
+
+def load(engine: Engine, question_id: int) -> Question:
+    with session_scope(engine) as session:
+        question = session.get(Question, question_id)
+    assert question is not None
+    return question
 
 
 def answered(answer: str, *, footnote: str = FOOTNOTE) -> Reply:
@@ -237,6 +271,55 @@ async def test_failed_part_resumes_without_reposting(
     assert message_ids == [
         str(request.result["message_id"]) for request in fake_api.calls("sendMessage")
     ]
+
+
+async def test_new_process_resumes_at_unposted_part(
+    telegram_settings: Settings, migrated_engine: Engine, fake_api: FakeBotApi
+) -> None:
+    question = stored_question(migrated_engine, telegram_settings, fake_api)
+    assert question.id is not None
+    reply = answered("\n\n".join(["first " * 600, "second " * 500, "third " * 500]))
+    crashed = TelegramDeliverer(telegram_settings)
+    await crashed.bot()
+    fake_api.fail_with_server_error(1, methods={"sendMessage"}, skip=1)
+    try:
+        with pytest.raises(DeliveryError, match="part 2 of 3"):
+            await crashed.deliver(question, reply)
+    finally:
+        await crashed.close()
+
+    # A new deliverer stands for another worker process, which reloads the question.
+    resumed = TelegramDeliverer(telegram_settings)
+    try:
+        message_ids = await resumed.deliver(load(migrated_engine, question.id), reply)
+    finally:
+        await resumed.close()
+
+    attempts = fake_api.calls("sendMessage", ok_only=False)
+    sends = fake_api.calls("sendMessage")
+    assert [request.status for request in attempts] == [200, 500, 200, 200]
+    assert [text.split(" ", 1)[0] for text in sent_texts(fake_api)] == ["first", "second", "third"]
+    assert sent_texts(fake_api)[2].endswith(FOOTNOTE)
+    assert "reply_parameters" in sends[0].params
+    assert "reply_parameters" not in sends[1].params
+    assert message_ids == [str(request.result["message_id"]) for request in sends]
+    recorded = load(migrated_engine, question.id).delivery[POSTED_PARTS_KEY]
+    assert recorded == {str(index): message_id for index, message_id in enumerate(message_ids)}
+
+
+async def test_recorded_parts_not_posted_again(
+    deliverer: TelegramDeliverer, fake_api: FakeBotApi
+) -> None:
+    question = make_question(fake_api)
+    question.delivery = {**question.delivery, POSTED_PARTS_KEY: {"0": "77"}}
+    answer = "\n\n".join(["first " * 600, "second " * 500])
+
+    message_ids = await deliverer.deliver(question, answered(answer))
+
+    (send,) = fake_api.calls("sendMessage")
+    assert send.params["text"].startswith("second ")
+    assert "reply_parameters" not in send.params
+    assert message_ids == ["77", str(send.result["message_id"])]
 
 
 async def test_blocked_bot_gives_up_without_error(
