@@ -79,7 +79,14 @@ class Settings(BaseSettings):
     sweep_queued_after_seconds: float = Field(
         default=600.0,
         gt=0,
-        description="Age after which a question still queued is sent to the broker again.",
+        description="Age after which a question still queued is sent to the broker again, and "
+        "time after a question finished when an undelivered answer is delivered again.",
+    )
+    delivery_lease_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds a delivery task holds its claim on posting an answer; after that, "
+        "the sweep or a redelivered task may post the parts not yet recorded as posted.",
     )
     rate_limit_per_minute: int = Field(
         default=5, ge=0, description="Questions one user may ask per minute; 0 turns it off."

@@ -53,7 +53,11 @@ class Question(SQLModel, table=True):
     """One question, from arrival to delivered answer."""
 
     __tablename__ = "questions"
-    __table_args__ = (Index("ix_questions_status_created", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_questions_status_created", "status", "created_at"),
+        # The sweep looks for finished questions with no delivered_at.
+        Index("ix_questions_delivered_finished", "delivered_at", "finished_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="users.id", index=True)
@@ -87,8 +91,8 @@ class Question(SQLModel, table=True):
     delivery_claimed_at: datetime | None = Field(
         default=None,
         sa_column=Column(DateTime(timezone=True), nullable=True),
-        description="When a delivery task last claimed the posting; the claim lapses after "
-        "delivery_lease_seconds.",
+        description="Time a delivery task last claimed the posting of the answer. The claim "
+        "lapses after delivery_lease_seconds.",
     )
 
     answer: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

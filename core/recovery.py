@@ -9,8 +9,12 @@ question whose task was lost, or a retry overlaps a duplicate. Two rules keep th
   may also claim any running one when the broker marked the message as redelivered: the broker
   redelivers only after the worker that had it died or its visibility timeout passed, and the
   hard time limit is below that timeout. Every other copy finds the question held and stops.
-- Delivery: a worker claims the delivery by setting `delivered_at` where it is still empty, then
-  posts. Two copies cannot both post. A failed post clears the claim again for the retry.
+- Delivery: a worker claims the posting with one conditional UPDATE that sets
+  `delivery_claimed_at`, posts, and only then sets `delivered_at`. The claim is a lease: a copy
+  may take it over once `delivery_lease_seconds` have passed, so a worker that died while posting
+  delays the answer instead of losing it. A failed post clears the claim for the retry. The
+  adapters record each posted part in `Question.delivery`, so the copy that takes over posts only
+  the parts still missing.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ logger = logging.getLogger(__name__)
 
 ClaimState = Literal["claimed", "finished", "held"]
 MAX_STRANDED_ATTEMPTS = 3
+# The sweep stops redelivering an answer that is still undelivered this long after the question
+# finished, so that a chat that rejects every post is not retried forever.
+MAX_REDELIVERY_AGE_SECONDS = 24 * 3600.0
 # Added to the hard time limit before a running question counts as abandoned, to absorb clock
 # differences between the worker that started it and the process that checks.
 LEASE_GRACE_SECONDS = 30.0
@@ -53,6 +60,7 @@ class StrandedQuestions:
     queued: tuple[int, ...]
     overdue: tuple[int, ...]
     exhausted: tuple[int, ...]
+    undelivered: tuple[int, ...]
 
 
 def lease_seconds(hard_time_limit_seconds: float) -> float:
@@ -115,24 +123,58 @@ def claim_question(
     return QuestionClaim("held", question)
 
 
-def claim_delivery(engine: Engine, question_id: int) -> bool:
-    """Claim the delivery of a finished question; return False when another task has it."""
+def claim_delivery(
+    engine: Engine, question_id: int, *, lease_seconds: float, now: datetime | None = None
+) -> datetime | None:
+    """Claim the posting of a finished question's answer for `lease_seconds`.
+
+    Return the claim's time, which `release_delivery_claim` takes, or None when the answer is
+    delivered, the question is not finished, or another task has an unexpired claim.
+    """
+    now = now or utcnow()
+    claim_free = or_(
+        col(Question.delivery_claimed_at).is_(None),
+        col(Question.delivery_claimed_at) < now - timedelta(seconds=lease_seconds),
+    )
     statement = (
         update(Question)
         .where(
             col(Question.id) == question_id,
             col(Question.delivered_at).is_(None),
             col(Question.status).in_(TERMINAL_STATUSES),
+            claim_free,
         )
-        .values(delivered_at=utcnow())
+        .values(delivery_claimed_at=now)
+    )
+    with session_scope(engine) as session:
+        claimed = session.exec(statement).rowcount == 1
+    return now if claimed else None
+
+
+def mark_delivered(engine: Engine, question_id: int, *, now: datetime | None = None) -> bool:
+    """Record that the answer reached its chat; return False if it was recorded already."""
+    statement = (
+        update(Question)
+        .where(col(Question.id) == question_id, col(Question.delivered_at).is_(None))
+        .values(delivered_at=now or utcnow())
     )
     with session_scope(engine) as session:
         return bool(session.exec(statement).rowcount == 1)
 
 
-def release_delivery_claim(engine: Engine, question_id: int) -> None:
-    """Clear a delivery claim after a failed post, so that the retry can claim it again."""
-    statement = update(Question).where(col(Question.id) == question_id).values(delivered_at=None)
+def release_delivery_claim(engine: Engine, question_id: int, claimed_at: datetime) -> None:
+    """Clear this task's delivery claim after a failed post, so that the retry can claim it.
+
+    A claim that another task has taken over since (its time differs) is left alone.
+    """
+    statement = (
+        update(Question)
+        .where(
+            col(Question.id) == question_id,
+            col(Question.delivery_claimed_at) == claimed_at,
+        )
+        .values(delivery_claimed_at=None)
+    )
     with session_scope(engine) as session:
         session.exec(statement)
 
@@ -143,10 +185,15 @@ def find_stranded_questions(
     now: datetime,
     queued_after_seconds: float,
     lease_seconds: float,
+    delivery_lease_seconds: float,
     limit: int,
 ) -> StrandedQuestions:
     """Find questions queued for longer than `queued_after_seconds`, and running questions whose
-    lease expired; `exhausted` are overdue ones already started MAX_STRANDED_ATTEMPTS times."""
+    lease expired; `exhausted` are overdue ones already started MAX_STRANDED_ATTEMPTS times.
+
+    `undelivered` are questions that finished more than `queued_after_seconds` ago (and less than
+    MAX_REDELIVERY_AGE_SECONDS ago) whose answer is not delivered and not claimed by a live task.
+    """
     queued_before = now - timedelta(seconds=queued_after_seconds)
     started_before = now - timedelta(seconds=lease_seconds)
     with session_scope(engine) as session:
@@ -162,6 +209,13 @@ def find_stranded_questions(
             .order_by(col(Question.id))
             .limit(limit)
         ).all()
+    undelivered = find_undelivered_questions(
+        engine,
+        now=now,
+        finished_after_seconds=queued_after_seconds,
+        delivery_lease_seconds=delivery_lease_seconds,
+        limit=limit,
+    )
     return StrandedQuestions(
         queued=tuple(question_id for question_id in queued if question_id is not None),
         overdue=tuple(
@@ -174,7 +228,43 @@ def find_stranded_questions(
             for question_id, attempts in overdue
             if question_id is not None and attempts >= MAX_STRANDED_ATTEMPTS
         ),
+        undelivered=undelivered,
     )
+
+
+def find_undelivered_questions(
+    engine: Engine,
+    *,
+    now: datetime,
+    finished_after_seconds: float,
+    delivery_lease_seconds: float,
+    limit: int,
+) -> tuple[int, ...]:
+    """Find finished questions whose answer is not delivered and not claimed by a live task.
+
+    A question qualifies once it finished more than `finished_after_seconds` ago, which leaves
+    its own delivery task time to run, and until MAX_REDELIVERY_AGE_SECONDS after it finished.
+    """
+    finished_before = now - timedelta(seconds=finished_after_seconds)
+    finished_since = now - timedelta(seconds=MAX_REDELIVERY_AGE_SECONDS)
+    claim_expired = or_(
+        col(Question.delivery_claimed_at).is_(None),
+        col(Question.delivery_claimed_at) < now - timedelta(seconds=delivery_lease_seconds),
+    )
+    with session_scope(engine) as session:
+        found = session.exec(
+            select(Question.id)
+            .where(
+                col(Question.delivered_at).is_(None),
+                col(Question.finished_at) < finished_before,
+                col(Question.finished_at) >= finished_since,
+                col(Question.status).in_(TERMINAL_STATUSES),
+                claim_expired,
+            )
+            .order_by(col(Question.id))
+            .limit(limit)
+        ).all()
+    return tuple(question_id for question_id in found if question_id is not None)
 
 
 def requeue_overdue(engine: Engine, question_id: int, *, started_before: datetime) -> bool:

@@ -35,6 +35,7 @@ from core.recovery import (
     claim_delivery,
     claim_question,
     lease_seconds,
+    mark_delivered,
     release_delivery_claim,
     retry_backoff_seconds,
 )
@@ -167,23 +168,39 @@ def answer_question(self: Task[Any, str], question_id: int) -> str:
 
 @app.task(name="ponder.deliver_answer", bind=True, max_retries=MAX_DELIVERY_RETRIES)
 def deliver_answer(self: Task[Any, str], question_id: int) -> str:
-    """Post a finished question's answer to its chat, once."""
+    """Post a finished question's answer to its chat. Safe to run twice.
+
+    NOTE: delivery is at least once. The claim is a lease of `delivery_lease_seconds`, and
+    `delivered_at` is set only after the post, so when a worker dies while posting, the broker's
+    redelivery or the sweep posts the answer later. Both platforms record each posted part in
+    `Question.delivery`, and Discord channel messages carry a nonce, so the later copy posts only
+    the missing parts. A part can still arrive twice when the worker dies after the platform
+    accepted it but before its record was written (Telegram, and Discord interaction
+    follow-ups, which take no nonce), or when a delivery outlasts the lease while another copy
+    takes over.
+    """
     runtime = get_runtime()
-    with session_scope(runtime.engine) as session:
-        question = session.get(Question, question_id)
-    if question is None or not claim_delivery(runtime.engine, question_id):
+    claimed_at = claim_delivery(
+        runtime.engine, question_id, lease_seconds=runtime.settings.delivery_lease_seconds
+    )
+    if claimed_at is None:
         logger.info("question %d is delivered or being delivered; dropping this copy", question_id)
         return "skipped"
-    # NOTE: the claim is taken before posting, so a worker that dies while posting leaves the
-    # answer undelivered rather than risk posting it twice.
+    # Loaded after the claim, so that the parts a dead worker recorded are seen here.
+    with session_scope(runtime.engine) as session:
+        question = session.get(Question, question_id)
+    if question is None:
+        logger.warning("question %d was deleted after its delivery was claimed", question_id)
+        return "skipped"
     deliverer = get_deliverer(question.platform, runtime.settings)
     try:
         message_ids = runtime.run(deliverer.deliver(question, reply_from_question(question)))
     except PonderError as exc:
         logger.warning("delivering question %d failed: %s", question_id, exc)
-        release_delivery_claim(runtime.engine, question_id)
+        release_delivery_claim(runtime.engine, question_id, claimed_at)
         raise self.retry(exc=exc, countdown=DELIVERY_RETRY_SECONDS) from exc
     record_answer_messages(runtime.engine, question, question.chat_id, message_ids)
+    mark_delivered(runtime.engine, question_id)
     logger.info(
         "delivered question %d to %s in %d message(s)",
         question_id,

@@ -7,10 +7,13 @@ Beat runs it every `sweep_interval_seconds`. It finds, in the database:
 - running questions whose lease expired (started longer ago than the hard time limit plus a
   grace): their worker died and nothing redelivered the task. They are set back to queued and
   enqueued again, or marked failed once started MAX_STRANDED_ATTEMPTS times.
+- finished questions whose answer is still undelivered `sweep_queued_after_seconds` after they
+  finished, and whose delivery claim is free or expired: their delivery task was lost, or its
+  worker died while posting. Their delivery is enqueued again.
 
 A question that is still in the broker gets a second task; the claims in core/recovery.py make
-the second one stop at once. A Redis marker per question keeps the sweep from adding more than
-one task per question in each `sweep_queued_after_seconds`.
+the second one stop at once. A Redis marker per question and task keeps the sweep from adding
+more than one task of each kind per question in each `sweep_queued_after_seconds`.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 SWEEP_BATCH_SIZE = 500
 MARKER_KEY_PREFIX = "ponder:sweep:"
+DELIVERY_MARKER_KEY_PREFIX = "ponder:sweep-delivery:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,16 +54,19 @@ class SweepReport:
     requeued: tuple[int, ...]
     recovered: tuple[int, ...]
     failed: tuple[int, ...]
+    redelivered: tuple[int, ...]
 
 
 def sweep(engine: Engine, settings: Settings, *, now: datetime) -> SweepReport:
-    """Re-enqueue stranded questions and fail exhausted ones, as seen at `now`."""
+    """Re-enqueue stranded questions and lost deliveries, and fail exhausted questions, as seen
+    at `now`."""
     lease = lease_seconds(settings.task_hard_time_limit_seconds)
     stranded = find_stranded_questions(
         engine,
         now=now,
         queued_after_seconds=settings.sweep_queued_after_seconds,
         lease_seconds=lease,
+        delivery_lease_seconds=settings.delivery_lease_seconds,
         limit=SWEEP_BATCH_SIZE,
     )
 
@@ -73,10 +80,17 @@ def sweep(engine: Engine, settings: Settings, *, now: datetime) -> SweepReport:
     requeued = [
         question_id
         for question_id in (*recovered, *stranded.queued)
-        if _mark_enqueued(settings, question_id)
+        if _mark_enqueued(settings, question_id, key_prefix=MARKER_KEY_PREFIX)
     ]
     for question_id in requeued:
         enqueue_answer(question_id)
+    redelivered = [
+        question_id
+        for question_id in stranded.undelivered
+        if _mark_enqueued(settings, question_id, key_prefix=DELIVERY_MARKER_KEY_PREFIX)
+    ]
+    for question_id in redelivered:
+        enqueue(deliver_answer, question_id)
 
     if failed or requeued:
         logger.warning(
@@ -86,7 +100,18 @@ def sweep(engine: Engine, settings: Settings, *, now: datetime) -> SweepReport:
             len(failed),
             [*requeued, *failed],
         )
-    return SweepReport(requeued=tuple(requeued), recovered=tuple(recovered), failed=tuple(failed))
+    if redelivered:
+        logger.warning(
+            "sweep: enqueued the delivery of %d undelivered answer(s) again: %s",
+            len(redelivered),
+            redelivered,
+        )
+    return SweepReport(
+        requeued=tuple(requeued),
+        recovered=tuple(recovered),
+        failed=tuple(failed),
+        redelivered=tuple(redelivered),
+    )
 
 
 def _give_up(engine: Engine, question_id: int) -> bool:
@@ -103,12 +128,13 @@ def _give_up(engine: Engine, question_id: int) -> bool:
     return True
 
 
-def _mark_enqueued(settings: Settings, question_id: int) -> bool:
-    """Set the question's Redis marker; return False if the sweep enqueued it in the last period."""
+def _mark_enqueued(settings: Settings, question_id: int, *, key_prefix: str) -> bool:
+    """Set the question's Redis marker under `key_prefix`; return False if the sweep set it in
+    the last period."""
     url = settings.broker_url
     if not url or url.split(":", 1)[0] not in REDIS_SCHEMES:
         return True
-    key = f"{settings.broker_key_prefix}{MARKER_KEY_PREFIX}{question_id}"
+    key = f"{settings.broker_key_prefix}{key_prefix}{question_id}"
     period_seconds = max(1, int(settings.sweep_queued_after_seconds))
     try:
         return bool(redis_client(url).set(key, "1", nx=True, ex=period_seconds))
@@ -126,4 +152,5 @@ def sweep_stranded_questions() -> dict[str, int]:
         "requeued": len(report.requeued),
         "recovered": len(report.recovered),
         "failed": len(report.failed),
+        "redelivered": len(report.redelivered),
     }

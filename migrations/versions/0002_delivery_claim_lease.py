@@ -1,4 +1,4 @@
-"""delivery claim lease
+"""delivery claim lease and the index of undelivered questions
 
 Revision ID: 0002
 Revises: 0001
@@ -21,8 +21,12 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("delivery_claimed_at", sa.DateTime(timezone=True), nullable=True)
         )
+        batch_op.create_index(
+            "ix_questions_delivered_finished", ["delivered_at", "finished_at"], unique=False
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("questions", schema=None) as batch_op:
+        batch_op.drop_index("ix_questions_delivered_finished")
         batch_op.drop_column("delivery_claimed_at")

@@ -161,6 +161,24 @@ def ask_on_telegram(
     return question.id
 
 
+def finished_on_telegram(
+    chat_id: str, *, finished_seconds_ago: float, claimed_seconds_ago: float | None = None
+) -> int:
+    """Store an answered Telegram question with no task in the broker and no delivery yet."""
+    question_id = ask_on_telegram(chat_id, enqueue=False)
+    now = utcnow()
+    with session_scope(get_runtime().engine) as session:
+        question = session.get(Question, question_id)
+        assert question is not None
+        question.status = "answered"
+        question.answer = f"Answer for chat {chat_id}."
+        question.finished_at = now - timedelta(seconds=finished_seconds_ago)
+        if claimed_seconds_ago is not None:
+            question.delivery_claimed_at = now - timedelta(seconds=claimed_seconds_ago)
+        session.add(question)
+    return question_id
+
+
 def load(question_id: int) -> Question:
     with session_scope(get_runtime().engine) as session:
         question = session.get(Question, question_id)
@@ -409,6 +427,56 @@ def test_sweep_fails_question_that_keeps_dying(
         "Ponder could not finish this question. Please ask again, perhaps in a shorter form."
     ]
     assert ollama.requests == []
+
+
+def test_sweep_redelivers_dead_workers_claim(
+    deployment: Deployment, start_worker: StartWorker
+) -> None:
+    deployment.configure(PONDER_SWEEP_QUEUED_AFTER_SECONDS="30", PONDER_DELIVERY_LEASE_SECONDS="60")
+    # A worker claimed each delivery and died before posting; one claim is past the lease.
+    expired = finished_on_telegram("660", finished_seconds_ago=300, claimed_seconds_ago=120)
+    fresh = finished_on_telegram("661", finished_seconds_ago=300, claimed_seconds_ago=5)
+    assert queue_depth(deployment.settings) == 0
+
+    report = sweep(get_runtime().engine, deployment.settings, now=utcnow())
+    repeated = sweep(get_runtime().engine, deployment.settings, now=utcnow())
+    # The broker redelivers the dead worker's task too; the lease lets only one copy post.
+    enqueue(deliver_answer, expired)
+    enqueue(deliver_answer, fresh)
+    worker = start_worker(extra_env=deployment.env)
+    wait_delivered(deployment.telegram, ["660"], [worker])
+
+    assert report.redelivered == (expired,)
+    assert report.requeued == ()
+    assert repeated.redelivered == ()
+    assert deployment.telegram.sent_texts("660") == ["Answer for chat 660."]
+    assert deployment.telegram.sent_texts("661") == []
+    assert load(expired).delivered_at is not None
+    assert load(fresh).delivered_at is None
+    assert f"question {fresh} is delivered or being delivered" in worker.log()
+
+
+def test_sweep_delivers_lost_delivery_task(
+    deployment: Deployment, start_worker: StartWorker
+) -> None:
+    deployment.configure(PONDER_SWEEP_QUEUED_AFTER_SECONDS="30")
+    # The answer task finished, and the broker lost its delivery task (Redis restarted without
+    # persistence); a question that finished recently still has time for its own task.
+    lost = finished_on_telegram("670", finished_seconds_ago=60)
+    recent = finished_on_telegram("671", finished_seconds_ago=5)
+    assert queue_depth(deployment.settings) == 0
+
+    report = sweep(get_runtime().engine, deployment.settings, now=utcnow())
+    worker = start_worker(extra_env=deployment.env)
+    wait_delivered(deployment.telegram, ["670"], [worker])
+
+    delivered = load(lost)
+    assert report.redelivered == (lost,)
+    assert deployment.telegram.sent_texts("670") == ["Answer for chat 670."]
+    assert deployment.telegram.sent_texts("671") == []
+    assert delivered.delivered_at is not None
+    assert list(delivered.delivery["posted_parts"]) == ["0"]
+    assert load(recent).delivered_at is None
 
 
 def test_delivery_goes_ahead_of_backlog(deployment: Deployment, start_worker: StartWorker) -> None:
