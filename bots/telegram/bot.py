@@ -41,6 +41,7 @@ from core.commands import CHAT_USAGE, Actor, CommandReply, parse_chat_command, r
 from core.config import Settings
 from core.errors import ConfigurationError, InvalidQuestionError, PonderError
 from core.questions import find_answered_question, submit_question, validate_question_text
+from core.recovery import mark_delivered
 from core.schemas import AskRequest
 from tasks.answer import enqueue_answer
 from tasks.runtime import get_runtime
@@ -210,6 +211,8 @@ async def enqueue(ponder: PonderContext, question_id: int, thinking: Message) ->
             ),
         )
         await thinking.edit_text(texts.QUEUE_UNAVAILABLE_TEXT)
+        # The asker has the failure notice already, so the sweep must not deliver it again.
+        await asyncio.to_thread(mark_delivered, ponder.engine, question_id)
         return
     logger.info("queued question %d", question_id)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from kombu.exceptions import OperationalError
 from pydantic import SecretStr
 from sqlalchemy import Engine
 from sqlmodel import select
@@ -27,7 +28,7 @@ from bots.telegram.bot import (
     webhook_options,
 )
 from bots.telegram.delivery import PROGRESS_MESSAGE_KEY
-from bots.telegram.texts import THINKING_TEXT
+from bots.telegram.texts import QUEUE_UNAVAILABLE_TEXT, THINKING_TEXT
 from core.config import Settings
 from core.db import create_db_engine, session_scope
 from core.errors import ConfigurationError, UserBlockedError
@@ -468,3 +469,27 @@ async def test_unreachable_api_reported(
         startup_errors_translated(settings),
     ):
         await application.initialize()
+
+
+@pytest.mark.redis
+async def test_broker_down_fails_question_once(
+    broker_env: dict[str, str],
+    running_bot: App,
+    fake_api: FakeBotApi,
+    migrated_engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broker_down(question_id: int) -> None:
+        raise OperationalError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+
+    monkeypatch.setattr("bots.telegram.bot.enqueue_answer", broker_down)
+    fake_api.queue_update(update(message("What is 2 + 3?", message_id=12)))
+
+    await fake_api.next_message_to(PRIVATE_CHAT_ID)
+    await ask_help_and_wait(fake_api)
+
+    (question,) = stored_questions(migrated_engine)
+    assert question.status == "failed"
+    assert question.delivered_at is not None
+    edits = [call.params["text"] for call in fake_api.calls("editMessageText")]
+    assert edits == [QUEUE_UNAVAILABLE_TEXT]
