@@ -11,6 +11,11 @@ with an L2 penalty that pulls each weight toward the current model's. With the f
 questions a small deployment collects, the penalty keeps unseen features (say, no code questions
 yet) at their current weights instead of letting them drift. Weights of the count features stay
 at or above 0, so more numbers, steps or words never make a question look easier.
+
+A refit is saved only when its cross-validated AUROC beats the current weights' AUROC on the
+same questions, because the in-sample AUROC of a fit on a few questions is close to 1 whatever
+the features mean. `reset_weights` deletes the saved file, so `load_model` returns the shipped
+defaults again.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from core.difficulty import (
     load_model,
     save_model,
 )
+from core.errors import ConfigurationError
 from core.escalation import Escalation
 from core.models import Question
 from core.strategies.base import StrategyResult
@@ -198,7 +204,8 @@ def cross_validated_auroc(
 class CalibrationReport:
     """The result of `calibrate`: counts, AUROC before and after, and where the weights went.
 
-    `saved_to` is None when nothing changed.
+    `saved_to` is None when nothing changed: a dry run, too little history, one kind of label,
+    or a refit whose cross-validated AUROC does not beat `auroc_before`.
     """
 
     questions: int
@@ -227,22 +234,26 @@ def calibrate(
     *,
     dry_run: bool = False,
     min_questions: int = MIN_HISTORY_QUESTIONS,
+    force: bool = False,
 ) -> CalibrationReport:
-    """Refit the difficulty model on the stored history and save it unless `dry_run`.
+    """Refit the difficulty model on the stored history and save it if it ranks better.
 
-    With fewer than `min_questions` labelled questions, or labels of one kind only, it changes
-    nothing and states why in the report's message.
+    With fewer than `min_questions` labelled questions, labels of one kind only, or a refit whose
+    cross-validated AUROC is not above the current weights' AUROC, it changes nothing and states
+    why in the report's message. A `dry_run` never saves. Raises ConfigurationError when
+    `min_questions` is below MIN_HISTORY_QUESTIONS and `force` is False.
     """
+    check_min_questions(min_questions, force=force)
     history = load_history(engine)
     labels = np.array([row.disagreed for row in history], dtype=bool)
     disagreed = int(labels.sum())
     current = load_model(settings.data_dir)
 
-    def unchanged(message: str, before: float | None = None) -> CalibrationReport:
+    def unchanged(message: str) -> CalibrationReport:
         return CalibrationReport(
             questions=len(history),
             disagreed=disagreed,
-            auroc_before=before,
+            auroc_before=None,
             auroc_after=None,
             auroc_cross_validated=None,
             saved_to=None,
@@ -268,28 +279,101 @@ def calibrate(
     after = auroc(model_scores(refitted, matrix), labels)
     held_out = cross_validated_auroc(matrix, labels, current)
 
-    saved_to: Path | None = None
-    if not dry_run:
-        saved_to = fitted_weights_path(settings.data_dir)
-        save_model(
-            refitted,
-            saved_to,
-            extra={
-                "fitted_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "questions": len(history),
-                "disagreed": disagreed,
-                "auroc_before": before,
-                "auroc_after": after,
-                "auroc_cross_validated": held_out,
-            },
+    def report(saved_to: Path | None, message: str) -> CalibrationReport:
+        return CalibrationReport(
+            questions=len(history),
+            disagreed=disagreed,
+            auroc_before=before,
+            auroc_after=after,
+            auroc_cross_validated=held_out,
+            saved_to=saved_to,
+            message=message,
         )
-        logger.info("saved refitted difficulty weights to %s", saved_to)
-    return CalibrationReport(
-        questions=len(history),
-        disagreed=disagreed,
-        auroc_before=before,
-        auroc_after=after,
-        auroc_cross_validated=held_out,
-        saved_to=saved_to,
-        message="dry run; nothing changed" if dry_run else f"saved the weights to {saved_to}",
+
+    if not _ranks_better(held_out, before):
+        logger.info(
+            "kept the current difficulty weights: cross-validated AUROC %s, current %s",
+            held_out,
+            before,
+        )
+        return report(
+            None,
+            f"kept the current weights: cross-validated AUROC {_format_auroc(held_out)} is not "
+            f"better than {_format_auroc(before)}",
+        )
+    if dry_run:
+        return report(None, "dry run; nothing changed")
+
+    saved_to = fitted_weights_path(settings.data_dir)
+    save_model(
+        refitted,
+        saved_to,
+        extra={
+            "fitted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "questions": len(history),
+            "disagreed": disagreed,
+            "auroc_before": before,
+            "auroc_after": after,
+            "auroc_cross_validated": held_out,
+        },
     )
+    logger.info("saved refitted difficulty weights to %s", saved_to)
+    return report(
+        saved_to, f"saved the weights to {saved_to}; undo with `ponder calibrate --reset`"
+    )
+
+
+def check_min_questions(min_questions: int, *, force: bool) -> None:
+    """Raise ConfigurationError when `min_questions` is below the floor and `force` is False."""
+    if min_questions >= MIN_HISTORY_QUESTIONS or force:
+        return
+    raise ConfigurationError(
+        f"minimum of {min_questions} questions is below the floor of {MIN_HISTORY_QUESTIONS}, "
+        "where the cross-validated AUROC is too unreliable to decide on saving; raise "
+        "--min-questions, or pass --force to refit anyway"
+    )
+
+
+def _ranks_better(held_out: float | None, before: float | None) -> bool:
+    # Both AUROCs are computed on the same questions. The in-sample AUROC of the refit is not
+    # compared, because it rewards memorizing the history.
+    if held_out is None or before is None:
+        return False
+    return held_out > before
+
+
+def _format_auroc(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResetReport:
+    """The result of `reset_weights`: the weights file and whether one was deleted."""
+
+    path: Path
+    deleted: bool
+
+    @property
+    def message(self) -> str:
+        if self.deleted:
+            return f"deleted {self.path}; the shipped default weights apply from the next question"
+        return f"no saved weights at {self.path}; the shipped default weights already apply"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "deleted": self.deleted, "message": self.message}
+
+
+def reset_weights(settings: Settings) -> ResetReport:
+    """Delete the weights `calibrate` saved, so that `load_model` returns the shipped defaults."""
+    path = fitted_weights_path(settings.data_dir)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return ResetReport(path=path, deleted=False)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"could not delete difficulty weights {str(path)!r}: {exc}; fix the folder's "
+            "permissions and run `ponder calibrate --reset` again"
+        ) from exc
+    logger.info("deleted refitted difficulty weights %s", path)
+    return ResetReport(path=path, deleted=True)

@@ -20,10 +20,11 @@ from core.answering import (
     run_plan,
     start_question,
 )
-from core.calibration import auroc, calibrate, load_history
+from core.calibration import auroc, calibrate, load_history, reset_weights
 from core.config import Settings
 from core.db import session_scope
 from core.difficulty import default_model, extract_features, fitted_weights_path, load_model
+from core.errors import ConfigurationError
 from core.llm.scripted import ScriptedClient
 from core.models import Question, User
 from core.questions import load_question, submit_question
@@ -39,6 +40,17 @@ HARD_WORD_PROBLEM = (
     "daily for $2 per fresh duck egg. How much in dollars does she make every day at the "
     "farmers' market?"
 )
+
+CAPITAL_QUESTION = "What is the capital of Peru?"
+SMALL_HISTORY = [
+    ("Is fire hot?", False),
+    ("What is 17 * 23?", True),
+    ("What is the capital of Peru?", False),
+    ("A train travels 60 miles per hour for 3 hours. How far does it go?", True),
+    ("Is the ocean salty?", True),
+    ("Who wrote Hamlet?", False),
+    (HARD_WORD_PROBLEM, True),
+]
 
 
 def test_auroc_counts_ordered_pairs() -> None:
@@ -130,8 +142,9 @@ def test_refit_keeps_count_weights_non_negative(
     rows = [("Is it?", True), ("Is the ocean salty in general, would you say so?", False)] * 15
     _store_history(migrated_engine, rows)
 
-    calibrate(migrated_engine, settings)
+    report = calibrate(migrated_engine, settings)
 
+    assert report.saved_to is not None
     assert load_model(settings.data_dir).weights["log_words"] >= 0.0
 
 
@@ -168,6 +181,74 @@ def test_dry_run_saves_nothing(migrated_engine: Engine, settings: Settings) -> N
     assert report.auroc_after == 1.0
     assert report.saved_to is None
     assert not fitted_weights_path(settings.data_dir).exists()
+
+
+def test_refit_not_better_keeps_weights(migrated_engine: Engine, settings: Settings) -> None:
+    # The default weights already rank every hard word problem above every capital question, so
+    # no refit can beat their AUROC of 1.0.
+    _store_history(migrated_engine, [(HARD_WORD_PROBLEM, True), (CAPITAL_QUESTION, False)] * 12)
+
+    report = calibrate(migrated_engine, settings)
+
+    assert report.auroc_before == 1.0
+    assert report.auroc_cross_validated == 1.0
+    assert report.saved_to is None
+    assert report.message == (
+        "kept the current weights: cross-validated AUROC 1.000 is not better than 1.000"
+    )
+    assert not fitted_weights_path(settings.data_dir).exists()
+
+
+def test_refit_worse_out_of_sample_keeps_weights(
+    migrated_engine: Engine, settings: Settings
+) -> None:
+    # Seven questions: the refit ranks them perfectly in-sample but worse than the defaults
+    # when each question is scored by a fit that did not see it.
+    _store_history(migrated_engine, SMALL_HISTORY)
+
+    report = calibrate(migrated_engine, settings, min_questions=5, force=True)
+
+    assert report.auroc_after == 1.0
+    assert report.auroc_before is not None
+    assert report.auroc_cross_validated is not None
+    assert report.auroc_cross_validated < report.auroc_before
+    assert report.saved_to is None
+    assert report.message == (
+        "kept the current weights: cross-validated AUROC 0.667 is not better than 0.833"
+    )
+    assert load_model(settings.data_dir).source == "default"
+
+
+def test_min_questions_below_floor_rejected(migrated_engine: Engine, settings: Settings) -> None:
+    _store_history(migrated_engine, _yes_no_history(40))
+
+    with pytest.raises(ConfigurationError, match="below the floor of 20"):
+        calibrate(migrated_engine, settings, min_questions=19)
+
+    assert not fitted_weights_path(settings.data_dir).exists()
+
+
+def test_reset_restores_default_weights(migrated_engine: Engine, settings: Settings) -> None:
+    _store_history(migrated_engine, _yes_no_history(40))
+    calibrate(migrated_engine, settings)
+    assert load_model(settings.data_dir).source == str(fitted_weights_path(settings.data_dir))
+
+    report = reset_weights(settings)
+
+    assert report.deleted is True
+    assert report.path == fitted_weights_path(settings.data_dir)
+    assert not report.path.exists()
+    assert load_model(settings.data_dir).source == "default"
+
+
+def test_reset_without_saved_weights(settings: Settings) -> None:
+    report = reset_weights(settings)
+
+    assert report.deleted is False
+    assert report.message == (
+        f"no saved weights at {fitted_weights_path(settings.data_dir)}; the shipped default "
+        "weights already apply"
+    )
 
 
 def _ask(engine: Engine, settings: Settings, text: str) -> int:
