@@ -17,12 +17,16 @@ from bots.cli.main import app
 from core.config import Settings, get_settings
 from core.db import upgrade
 from core.doctor import (
+    CHECKS,
+    CheckResult,
     check_broker,
     check_database,
     check_discord_token,
     check_model,
+    check_policy,
     check_telegram_token,
     run_checks,
+    safe_url,
 )
 from core.errors import ConfigurationError
 from tests.fakes.ollama_server import FakeOllamaServer
@@ -89,6 +93,50 @@ def test_database_unreachable_hides_password(settings: Settings) -> None:
     assert "ponder:***@127.0.0.1" in result.detail
 
 
+def test_database_query_password_hidden(settings: Settings) -> None:
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/nodb?password={PASSWORD}"
+
+    result = check_database(settings_with(settings, database_url=url))
+
+    assert result.status == "failed"
+    assert "/nodb?password=***: cannot connect" in result.detail
+    assert PASSWORD not in result.detail
+
+
+def test_database_missing_driver_fails(settings: Settings) -> None:
+    port = closed_port()
+    url = f"mysql://ponder:{PASSWORD}@127.0.0.1:{port}/ponder"
+
+    result = check_database(settings_with(settings, database_url=url))
+
+    assert result.status == "failed"
+    assert result.detail == (
+        f"mysql://ponder:***@127.0.0.1:{port}/ponder: cannot load "
+        "the database driver: No module named 'MySQLdb'; install it, or use a sqlite:// or "
+        "postgresql+psycopg:// URL"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "postgresql://ponder:pw@db:5432/ponder?sslmode=require&sslpassword=key",
+            "postgresql://ponder:***@db:5432/ponder?sslmode=require&sslpassword=***",
+        ),
+        ("redis://127.0.0.1:6379/0?Password=X", "redis://127.0.0.1:6379/0?Password=***"),
+        (
+            "http://127.0.0.1:11434/?api_token=abc&client_secret=def&model=qwen",
+            "http://127.0.0.1:11434/?api_token=***&client_secret=***&model=qwen",
+        ),
+        ("sqlite:////tmp/ponder.sqlite3", "sqlite:////tmp/ponder.sqlite3"),
+        ("redis://:p%40ss@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
+    ],
+)
+def test_safe_url_hides_secrets(url: str, expected: str) -> None:
+    assert safe_url(url) == expected
+
+
 def test_broker_skipped_without_url(settings: Settings) -> None:
     assert check_broker(settings).status == "skipped"
 
@@ -108,6 +156,59 @@ def test_broker_unreachable_hides_password(settings: Settings) -> None:
     assert result.status == "failed"
     assert "cannot connect" in result.detail
     assert PASSWORD not in result.detail
+
+
+def test_broker_query_password_fails_cleanly(settings: Settings) -> None:
+    url = f"redis://127.0.0.1:{closed_port()}/0?password={PASSWORD}"
+
+    result = check_broker(settings_with(settings, broker_url=url))
+
+    assert result.status == "failed"
+    assert result.detail == (
+        f"invalid PONDER_BROKER_URL {url.replace(PASSWORD, '***')}: kombu cannot parse it "
+        "(dict() got multiple values for keyword argument 'password'); write the password "
+        "before the host, as in redis://:PASSWORD@127.0.0.1:6379/0"
+    )
+
+
+def test_policy_ok_when_unset(settings: Settings) -> None:
+    result = check_policy(settings)
+    assert result.status == "ok"
+    assert result.detail == "PONDER_POLICY is not set; the default policy applies"
+
+
+def test_policy_ok_with_valid_override(settings: Settings) -> None:
+    result = check_policy(settings_with(settings, policy={"escalate_below": 0.5}))
+    assert result.status == "ok"
+    assert result.detail == "PONDER_POLICY is valid and sets escalate_below"
+
+
+def test_policy_invalid_fails(settings: Settings) -> None:
+    result = check_policy(settings_with(settings, policy={"extreme": {}}))
+    assert result.status == "failed"
+    assert result.detail == (
+        "PONDER_POLICY is invalid at extreme: Extra inputs are not permitted; see the policy "
+        "table in the README"
+    )
+
+
+def test_run_checks_turns_exception_into_row(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configured = settings_with(settings, broker_url=f"redis://:{PASSWORD}@127.0.0.1:6379/0")
+
+    def raising_check(_: Settings) -> CheckResult:
+        raise RuntimeError(f"driver quoted {PASSWORD} back\nsecond line")
+
+    monkeypatch.setitem(CHECKS, "model", raising_check)
+
+    [result] = run_checks(configured, ["model"])
+
+    assert result.status == "failed"
+    assert result.detail == (
+        "the check raised RuntimeError: driver quoted *** back; run it again, and report this "
+        "output if it repeats"
+    )
 
 
 @pytest.mark.model
@@ -220,6 +321,7 @@ def test_cli_exits_zero_when_checks_pass(
         "ok",
         "skipped",
         "ok",
+        "ok",
         "skipped",
         "skipped",
     ]
@@ -274,6 +376,54 @@ def test_cli_output_and_logs_hide_secrets(ponder_env: dict[str, str]) -> None:
     assert PASSWORD not in combined
     assert DISCORD_TOKEN not in combined
     assert "123:short" not in combined
+
+
+def test_cli_invalid_policy_exits_one(
+    ponder_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PONDER_POLICY", '{"extreme": {}}')
+
+    exit_code, output = invoke_doctor("--check", "policy", "--json")
+
+    payload = json.loads(output)
+    assert exit_code == 1
+    assert payload["checks"][0]["status"] == "failed"
+    assert payload["checks"][0]["detail"].startswith("PONDER_POLICY is invalid at extreme")
+
+
+def test_cli_bad_urls_show_rows_not_tracebacks(ponder_env: dict[str, str]) -> None:
+    env = {
+        **ponder_env,
+        "PATH": str(Path(sys.executable).parent),
+        "PONDER_DATABASE_URL": f"mysql://ponder:{PASSWORD}@127.0.0.1:{closed_port()}/ponder",
+        "PONDER_BROKER_URL": f"redis://127.0.0.1:{closed_port()}/0?password={PASSWORD}",
+        "PONDER_LOG_LEVEL": "DEBUG",
+    }
+
+    completed = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ponder"),
+            "doctor",
+            "--check",
+            "database",
+            "--check",
+            "broker",
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    payload = json.loads(completed.stdout)
+    statuses = {check["name"]: check["status"] for check in payload["checks"]}
+    assert completed.returncode == 1
+    assert statuses["database"] == "failed"
+    assert statuses["broker"] == "failed"
+    assert "Traceback" not in completed.stderr
+    assert PASSWORD not in completed.stdout + completed.stderr
 
 
 def test_failed_migration_hides_password(ponder_env: dict[str, str]) -> None:
