@@ -36,17 +36,23 @@ STARTED_AT = datetime(2025, 3, 1, 14, 25, tzinfo=UTC)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+POLICY_SEED = 7
+
+
 def _reply(messages: list[ChatMessage], options: SamplingOptions) -> ScriptedReply:
+    if options.seed == POLICY_SEED:
+        return ScriptedReply("I think the answer is 6.")
     return ScriptedReply(REPLIES[messages[-1].content])
 
 
-def _short_policy(options: dict[str, Any]) -> Any:
+def _seeded_policy(options: dict[str, Any]) -> Any:
     async def policy(request: StrategyInput, client: BudgetedClient) -> PolicyDecision:
         return PolicyDecision(
             strategy="direct",
-            options={"max_tokens": 2},
-            reason="short on purpose",
+            options={"seed": POLICY_SEED},
+            reason="seed chosen on purpose",
             difficulty="easy",
+            budget_tokens=options.get("budget_tokens"),
         )
 
     return policy
@@ -67,8 +73,8 @@ async def _run(tmp_path: Path, names: list[str], client: ScriptedClient) -> Benc
 
 @pytest.fixture
 def output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> BenchOutput:
-    monkeypatch.setitem(entries_module.POLICIES, "short", _short_policy)
-    return asyncio.run(_run(tmp_path, ["direct", "short"], ScriptedClient(_reply)))
+    monkeypatch.setitem(entries_module.POLICIES, "seeded", _seeded_policy)
+    return asyncio.run(_run(tmp_path, ["direct", "seeded"], ScriptedClient(_reply)))
 
 
 def _csv_rows(output: BenchOutput) -> list[dict[str, str]]:
@@ -113,24 +119,24 @@ def test_results_csv_direct_rows(output: BenchOutput) -> None:
 
 
 def test_results_csv_policy_rows(output: BenchOutput) -> None:
-    rows = [row for row in _csv_rows(output) if row["strategy"] == "short"]
+    rows = [row for row in _csv_rows(output) if row["strategy"] == "seeded"]
 
-    # max_tokens 2 cuts each reply to "The answer", which matches neither gold answer.
+    # The policy's seed makes the scripted model reply "I think the answer is 6." to both.
     assert [row["chosen_strategy"] for row in rows] == ["direct", "direct"]
-    assert [row["answer"] for row in rows] == ["The answer", "The answer"]
+    assert [row["answer"] for row in rows] == ["6", "6"]
     assert [row["correct"] for row in rows] == ["0", "0"]
-    assert [row["completion_tokens"] for row in rows] == ["2", "2"]
-    assert [row["stop_reason"] for row in rows] == ["budget_exhausted", "budget_exhausted"]
-    assert [row["reason"] for row in rows] == ["short on purpose", "short on purpose"]
+    assert [row["completion_tokens"] for row in rows] == ["6", "6"]
+    assert [row["stop_reason"] for row in rows] == ["completed", "completed"]
+    assert [row["reason"] for row in rows] == ["seed chosen on purpose"] * 2
     assert [row["difficulty"] for row in rows] == ["easy", "easy"]
 
 
 def test_rows_interleave_entries_per_question(output: BenchOutput) -> None:
     assert [(row.line, row.strategy) for row in output.rows] == [
         (1, "direct"),
-        (1, "short"),
+        (1, "seeded"),
         (2, "direct"),
-        (2, "short"),
+        (2, "seeded"),
     ]
 
 
@@ -138,9 +144,9 @@ def test_summary_markdown_table(output: BenchOutput) -> None:
     lines = output.summary_markdown_path.read_text(encoding="utf-8").splitlines()
 
     # direct: 1 of 2 right, tokens (9 + 4 + 10 + 4) / 2 = 13.5, completion (4 + 4) / 2 = 4.0.
-    # short: 0 of 2 right, tokens (9 + 2 + 10 + 2) / 2 = 11.5, completion 2.0.
+    # seeded: 0 of 2 right, tokens (9 + 6 + 10 + 6) / 2 = 15.5, completion 6.0.
     assert "| direct | 2 | 1 | 50.0% | 13.5 | 4.0 | 1.00 | 0.00 | 0 |" in lines
-    assert "| short | 2 | 0 | 0.0% | 11.5 | 2.0 | 1.00 | 0.00 | 0 |" in lines
+    assert "| seeded | 2 | 0 | 0.0% | 15.5 | 6.0 | 1.00 | 0.00 | 0 |" in lines
 
 
 def test_summary_markdown_facts(output: BenchOutput) -> None:
@@ -151,7 +157,7 @@ def test_summary_markdown_facts(output: BenchOutput) -> None:
     assert "- Command: `ponder bench --questions two.jsonl`" in lines
     assert "- Date: 2025-03-01T14:25:00+00:00" in lines
     assert "- Budget: 1000 tokens per question" in lines
-    assert "- Options: direct: max_tokens=512, temperature=0.0, seed=0; short: defaults" in lines
+    assert "- Options: direct: max_tokens=512, temperature=0.0, seed=0; seeded: defaults" in lines
     assert any(line.startswith("- Machine: ") and " CPUs (" in line for line in lines)
 
 
@@ -163,7 +169,7 @@ def test_summary_json(output: BenchOutput) -> None:
     assert payload["strategies"][0]["strategy"] == "direct"
     assert payload["strategies"][0]["accuracy"] == 0.5
     assert payload["strategies"][0]["mean_tokens"] == 13.5
-    assert payload["strategies"][1]["strategy"] == "short"
+    assert payload["strategies"][1]["strategy"] == "seeded"
     assert payload["strategies"][1]["mean_calls"] == 1.0
 
 
@@ -233,3 +239,26 @@ def test_results_csv_grows_during_run(tmp_path: Path) -> None:
 
     # The header plus every finished row is on disk when each run reports.
     assert lines_seen == [2, 3]
+
+
+def test_policy_budget_caps_strategy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(entries_module.POLICIES, "seeded", _seeded_policy)
+    entries = build_entries(["seeded"], {"seeded.budget_tokens": 20})
+
+    output = asyncio.run(
+        run_bench(
+            QUESTIONS[:1],
+            entries,
+            ScriptedClient(_reply),
+            budget_tokens=1000,
+            directory=tmp_path / "out",
+            questions_file="one.jsonl",
+            command_line="ponder bench",
+        )
+    )
+
+    # 20 tokens minus the 9-token prompt leaves 11, below the 16 a call needs, so no call runs.
+    [row] = output.rows
+    assert row.calls == 0
+    assert row.stop_reason == "budget_exhausted"
+    assert row.correct is False
