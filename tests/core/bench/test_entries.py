@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from core.bench import entries as entries_module
+from core.bench import policies as policies_module
 from core.bench.entries import PolicyEntry, StrategyEntry, build_entries, entry_names
 from core.bench.policies import PolicyDecision
 from core.errors import StrategyOptionError, UnknownStrategyError
@@ -22,11 +22,11 @@ def _always_direct(options: dict[str, Any]) -> Any:
 
 
 def test_strategy_gets_shared_options() -> None:
-    entries = build_entries(["direct"], {"max_tokens": 64, "seed": 3})
+    [entry] = build_entries(["direct"], {"max_tokens": 64, "seed": 3})
 
-    assert entries == [
-        StrategyEntry("direct", entries[0].strategy, DirectOptions(max_tokens=64, seed=3))
-    ]
+    assert isinstance(entry, StrategyEntry)
+    assert entry.name == "direct"
+    assert entry.options == DirectOptions(max_tokens=64, seed=3)
 
 
 def test_scoped_option_overrides_shared() -> None:
@@ -98,7 +98,7 @@ def test_empty_name_list_rejected() -> None:
 
 
 def test_policy_gets_only_scoped_options(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(entries_module.POLICIES, "fixed", _always_direct)
+    monkeypatch.setitem(policies_module.POLICIES, "fixed", _always_direct)
 
     entries = build_entries(["direct", "fixed"], {"seed": 5, "fixed.max_tokens": 8})
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from core.bench import entries as entries_module
+from core.bench import policies as policies_module
 from core.bench.entries import build_entries
 from core.bench.harness import BenchOutput, default_output_dir, run_bench
 from core.bench.loading import BenchmarkError, BenchQuestion
@@ -73,7 +73,7 @@ async def _run(tmp_path: Path, names: list[str], client: ScriptedClient) -> Benc
 
 @pytest.fixture
 def output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> BenchOutput:
-    monkeypatch.setitem(entries_module.POLICIES, "seeded", _seeded_policy)
+    monkeypatch.setitem(policies_module.POLICIES, "seeded", _seeded_policy)
     return asyncio.run(_run(tmp_path, ["direct", "seeded"], ScriptedClient(_reply)))
 
 
@@ -242,7 +242,7 @@ def test_results_csv_grows_during_run(tmp_path: Path) -> None:
 
 
 def test_policy_budget_caps_strategy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(entries_module.POLICIES, "seeded", _seeded_policy)
+    monkeypatch.setitem(policies_module.POLICIES, "seeded", _seeded_policy)
     entries = build_entries(["seeded"], {"seeded.budget_tokens": 20})
 
     output = asyncio.run(
