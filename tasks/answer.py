@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Task
@@ -26,7 +27,7 @@ from core.answering import (
 from core.budget import reserve_question_budget
 from core.config import Settings
 from core.db import session_scope
-from core.errors import BudgetExceededError, ModelError, PonderError, UserBlockedError
+from core.errors import ConfigurationError, ModelError, PonderError
 from core.models import Question
 from core.planner import Plan
 from core.questions import record_answer_messages
@@ -51,16 +52,48 @@ DELIVERY_RETRY_SECONDS = 10
 QUEUE_DEPTH_TIMEOUT_SECONDS = 2.0
 
 
+@dataclass(frozen=True, slots=True)
+class RetryLater:
+    """A transient model error that the task retries after `countdown_seconds`."""
+
+    error: ModelError
+    countdown_seconds: float
+
+
 @app.task(name="ponder.answer_question", bind=True)
 def answer_question(self: Task[Any, str], question_id: int) -> str:
-    """Answer a stored question and enqueue its delivery. Safe to run twice."""
+    """Answer a stored question and enqueue its delivery. Safe to run twice.
+
+    A worker retries a transient model error through the broker. In-process (eager, no broker)
+    the retry sleeps and runs again inside this call, because Celery's eager `apply` would
+    raise `Retry` to the caller instead of retrying.
+    """
+    retries = self.request.retries
+    is_redelivery = bool((self.request.delivery_info or {}).get("redelivered"))
+    while True:
+        outcome = _answer_attempt(question_id, retries=retries, is_redelivery=is_redelivery)
+        if isinstance(outcome, str):
+            return outcome
+        if not self.request.is_eager:
+            raise self.retry(
+                exc=outcome.error,
+                countdown=outcome.countdown_seconds,
+                max_retries=get_runtime().settings.model_max_retries,
+            ) from outcome.error
+        time.sleep(outcome.countdown_seconds)
+        retries += 1
+        is_redelivery = False
+
+
+def _answer_attempt(question_id: int, *, retries: int, is_redelivery: bool) -> str | RetryLater:
+    """Claim and answer the question once; return the task's result or a retry to schedule."""
     runtime = get_runtime()
     started = time.monotonic()
     claim = claim_question(
         runtime.engine,
         question_id,
         lease_seconds=lease_seconds(runtime.settings.task_hard_time_limit_seconds),
-        is_redelivery=bool((self.request.delivery_info or {}).get("redelivered")),
+        is_redelivery=is_redelivery,
     )
     if claim.state == "held":
         logger.info("question %d is running in another task; dropping this copy", question_id)
@@ -72,6 +105,63 @@ def answer_question(self: Task[Any, str], question_id: int) -> str:
     question = claim.question
 
     logger.info("answering question %d (attempt %d)", question_id, question.attempts)
+    try:
+        final_plan, result = _plan_and_run(question, started)
+    except ModelError as exc:
+        max_retries = runtime.settings.model_max_retries
+        if exc.is_transient and retries < max_retries:
+            countdown = retry_backoff_seconds(runtime.settings, retries)
+            logger.warning(
+                "question %d: %s; retry %d of %d in %g s",
+                question_id,
+                exc,
+                retries + 1,
+                max_retries,
+                countdown,
+            )
+            requeue_question(runtime.engine, question_id, str(exc))
+            return RetryLater(error=exc, countdown_seconds=countdown)
+        return _fail(question_id, exc)
+    except SoftTimeLimitExceeded:
+        logger.warning("question %d ran out of time", question_id)
+        return _fail(
+            question_id,
+            PonderError(
+                f"question {question_id} reached the soft time limit of "
+                f"{runtime.settings.task_soft_time_limit_seconds:g} s before any answer was found",
+                user_message="This question took too long to answer. Please ask a shorter one.",
+            ),
+        )
+    except PonderError as exc:
+        # A refused reservation (BudgetExceededError, UserBlockedError) already stored the
+        # question as "refused". Any other error, from planning, an invalid policy or creating
+        # the deliverer (a missing platform token), fails the question and so releases its
+        # reservation instead of leaving it "running".
+        return _fail(question_id, exc)
+    except Exception as exc:
+        # A bug, not a model problem: fail the question so that its reservation is released
+        # instead of holding the asker's budget forever.
+        logger.exception("question %d failed with an unexpected error", question_id)
+        return _fail(question_id, PonderError(f"unexpected error: {exc!r}"))
+
+    record_answer(
+        runtime.engine,
+        question_id,
+        result,
+        final_plan,
+        model=runtime.client.model_name,
+        wall_seconds=time.monotonic() - started,
+        settings=runtime.settings,
+    )
+    _enqueue_delivery(question_id)
+    return "answered"
+
+
+def _plan_and_run(question: Question, started: float) -> tuple[Plan, StrategyResult]:
+    """Plan the question, reserve its tokens and run the strategy; errors propagate."""
+    runtime = get_runtime()
+    assert question.id is not None
+    question_id = question.id
     deliverer = get_deliverer(question.platform, runtime.settings)
     request = build_input(runtime.engine, question, system_prompt=runtime.settings.system_prompt)
     plan = plan_question(
@@ -82,20 +172,15 @@ def answer_question(self: Task[Any, str], question_id: int) -> str:
         prompt_tokens=estimate_prompt_tokens(request.messages()),
     )
     record_plan(runtime.engine, question_id, plan)
-    try:
-        # A plan that does not fit (plan.fits is False) plans 0 tokens; the reservation then
-        # rejects the question with the reason the asker sees, under the user's lock.
-        reservation = reserve_question_budget(
-            runtime.engine,
-            runtime.settings,
-            question_id,
-            planned_tokens=plan.budget_tokens,
-            minimum_tokens=plan.inputs.minimum_tokens if plan.inputs else 0,
-        )
-    except (BudgetExceededError, UserBlockedError):
-        # The question is stored as "refused" with the message the asker gets.
-        _enqueue_delivery(question_id)
-        return "refused"
+    # A plan that does not fit (plan.fits is False) plans 0 tokens; the reservation then
+    # rejects the question with the reason the asker sees, under the user's lock.
+    reservation = reserve_question_budget(
+        runtime.engine,
+        runtime.settings,
+        question_id,
+        planned_tokens=plan.budget_tokens,
+        minimum_tokens=plan.inputs.minimum_tokens if plan.inputs else 0,
+    )
     client = BudgetedClient(
         runtime.client,
         budget_tokens=reservation.tokens,
@@ -110,60 +195,14 @@ def answer_question(self: Task[Any, str], question_id: int) -> str:
         final_plan = await refine_plan(client, request, plan, runtime.settings)
         return final_plan, await run_plan(client, request, final_plan, progress=report)
 
-    try:
-        final_plan, result = runtime.run(run())
-    except ModelError as exc:
-        max_retries = runtime.settings.model_max_retries
-        if exc.is_transient and self.request.retries < max_retries:
-            countdown = retry_backoff_seconds(runtime.settings, self.request.retries)
-            logger.warning(
-                "question %d: %s; retry %d of %d in %g s",
-                question_id,
-                exc,
-                self.request.retries + 1,
-                max_retries,
-                countdown,
-            )
-            requeue_question(runtime.engine, question_id, str(exc))
-            if self.request.is_eager:
-                time.sleep(countdown)
-            raise self.retry(exc=exc, countdown=countdown, max_retries=max_retries) from exc
-        record_failure(runtime.engine, question_id, exc)
-        _enqueue_delivery(question_id)
-        return "failed"
-    except SoftTimeLimitExceeded:
-        logger.warning("question %d ran out of time", question_id)
-        timed_out = PonderError(
-            f"question {question_id} reached the soft time limit of "
-            f"{runtime.settings.task_soft_time_limit_seconds:g} s before any answer was found",
-            user_message="This question took too long to answer. Please ask a shorter one.",
-        )
-        record_failure(runtime.engine, question_id, timed_out)
-        _enqueue_delivery(question_id)
-        return "failed"
-    except PonderError as exc:
-        record_failure(runtime.engine, question_id, exc)
-        _enqueue_delivery(question_id)
-        return "failed"
-    except Exception as exc:
-        # A bug, not a model problem: fail the question so that its reservation is released
-        # instead of holding the asker's budget forever.
-        logger.exception("question %d failed with an unexpected error", question_id)
-        record_failure(runtime.engine, question_id, PonderError(f"unexpected error: {exc!r}"))
-        _enqueue_delivery(question_id)
-        return "failed"
+    return runtime.run(run())
 
-    record_answer(
-        runtime.engine,
-        question_id,
-        result,
-        final_plan,
-        model=runtime.client.model_name,
-        wall_seconds=time.monotonic() - started,
-        settings=runtime.settings,
-    )
+
+def _fail(question_id: int, error: PonderError) -> str:
+    """Fail the question unless it is already final, deliver it, and return its status."""
+    reply = record_failure(get_runtime().engine, question_id, error)
     _enqueue_delivery(question_id)
-    return "answered"
+    return reply.status
 
 
 @app.task(name="ponder.deliver_answer", bind=True, max_retries=MAX_DELIVERY_RETRIES)
@@ -192,12 +231,23 @@ def deliver_answer(self: Task[Any, str], question_id: int) -> str:
     if question is None:
         logger.warning("question %d was deleted after its delivery was claimed", question_id)
         return "skipped"
-    deliverer = get_deliverer(question.platform, runtime.settings)
     try:
+        deliverer = get_deliverer(question.platform, runtime.settings)
         message_ids = runtime.run(deliverer.deliver(question, reply_from_question(question)))
+    except ConfigurationError as exc:
+        # A missing token does not fix itself within a retry; the sweep tries again later.
+        logger.error("cannot deliver question %d: %s", question_id, exc)
+        release_delivery_claim(runtime.engine, question_id, claimed_at)
+        return "failed"
     except PonderError as exc:
         logger.warning("delivering question %d failed: %s", question_id, exc)
         release_delivery_claim(runtime.engine, question_id, claimed_at)
+        if self.request.is_eager:
+            # Celery's eager `apply` raises `Retry` to the caller instead of retrying.
+            logger.error(
+                "question %d stays undelivered: without a broker nothing retries it", question_id
+            )
+            return "failed"
         raise self.retry(exc=exc, countdown=DELIVERY_RETRY_SECONDS) from exc
     record_answer_messages(runtime.engine, question, question.chat_id, message_ids)
     mark_delivered(runtime.engine, question_id)

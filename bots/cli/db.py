@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from bots.cli.common import reported_errors
 from core import db
 from core.config import get_settings
 
@@ -15,14 +16,23 @@ db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 @db_app.command()
 def upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply migrations up to REVISION (default: the newest)."""
-    db.upgrade(get_settings().resolved_database_url, revision)
+    with reported_errors():
+        db.upgrade(get_settings().resolved_database_url, revision)
     typer.echo(f"database at {revision}")
 
 
 @db_app.command()
-def downgrade(revision: Annotated[str, typer.Argument(help="Target revision, or base.")]) -> None:
-    """Revert migrations down to REVISION."""
-    db.downgrade(get_settings().resolved_database_url, revision)
+def downgrade(
+    revision: Annotated[
+        str,
+        typer.Argument(
+            help="Target revision, or base. Warning: base drops every table and the data in it."
+        ),
+    ],
+) -> None:
+    """Revert migrations down to REVISION. Reverting to base drops every table and its data."""
+    with reported_errors():
+        db.downgrade(get_settings().resolved_database_url, revision)
     typer.echo(f"database at {revision}")
 
 
@@ -30,5 +40,6 @@ def downgrade(revision: Annotated[str, typer.Argument(help="Target revision, or 
 def current() -> None:
     """Print the database's revision and the newest one."""
     engine = db.create_db_engine(get_settings().resolved_database_url)
-    typer.echo(f"current: {db.current_revision(engine) or 'empty'}")
+    with reported_errors():
+        typer.echo(f"current: {db.current_revision(engine) or 'empty'}")
     typer.echo(f"head:    {db.head_revision()}")

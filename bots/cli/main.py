@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Annotated
 
 import typer
@@ -13,7 +14,7 @@ from bots.cli.ask import ask, strategies
 from bots.cli.bench import bench
 from bots.cli.bot import bot_app
 from bots.cli.calibrate import calibrate
-from bots.cli.common import configure_logging, fail
+from bots.cli.common import configure_logging, fail, reported_errors
 from bots.cli.db import db_app
 from bots.cli.doctor import doctor
 from bots.cli.services import beat, flower
@@ -60,4 +61,9 @@ def main_options(
 
 
 def main() -> None:
-    app()
+    """Run `ponder`; errors that escape a subcommand still end in one line, not a traceback."""
+    try:
+        with reported_errors():
+            app()
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
