@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from bots.cli.admin import admin_app
 from bots.cli.ask import ask, strategies
@@ -57,6 +58,10 @@ def main_options(
             for error in exc.errors()
         )
         fail(f"invalid settings: {problems}", code=2)
+    except SettingsError as exc:
+        # pydantic-settings raises this before validation, for example on a JSON setting such
+        # as PONDER_POLICY whose value is not JSON.
+        fail(f"invalid settings: {exc}; check the value's JSON syntax", code=2)
     configure_logging(log_level or settings.log_level)
 
 

@@ -221,3 +221,17 @@ def test_unusable_data_dir_one_line(
 )
 def test_redact_url_hides_password(url: str, redacted: str) -> None:
     assert redact_url(url) == redacted
+
+
+def test_policy_not_json_one_line(
+    ponder_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_env(monkeypatch, PONDER_POLICY="not json")
+
+    result = CliRunner().invoke(app, ["strategies"])
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        'error: invalid settings: error parsing value for field "policy"'
+    )
+    assert "Traceback" not in result.output
