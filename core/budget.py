@@ -394,13 +394,15 @@ def refusal_for(
     remaining = status.remaining_tokens
     if remaining is None or remaining >= needed:
         return None
+    # The message starts with the asker's wording, because the console prints it to the asker.
+    user_message = exhausted_message(status, now, needed_tokens=needed)
     return BudgetExceededError(
-        f"user {status.user_ref} has {remaining:,} of {status.limit_tokens:,} tokens left in the "
-        f"{status.period} starting {status.period_start:%Y-%m-%d %H:%M} UTC "
-        f"({status.used_tokens:,} used, {status.reserved_tokens:,} reserved); the question "
-        f"needs about {needed:,}. It resets at {status.resets_at:%Y-%m-%d %H:%M} UTC; an admin "
-        f"can raise it with `ponder admin budget set {status.user_ref} TOKENS`",
-        user_message=exhausted_message(status, now, needed_tokens=needed),
+        f"{user_message} User {status.user_ref} has {remaining:,} tokens left "
+        f"({status.used_tokens:,} used, {status.reserved_tokens:,} reserved since "
+        f"{status.period_start:%Y-%m-%d %H:%M} UTC) and the question needs about {needed:,}; "
+        "an admin can raise the budget with "
+        f"`ponder admin budget set {status.user_ref} TOKENS`",
+        user_message=user_message,
     )
 
 

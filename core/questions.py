@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from sqlalchemy import Engine
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -19,8 +20,14 @@ from core.schemas import EFFORTS, AskRequest
 
 logger = logging.getLogger(__name__)
 
-MAX_PLATFORM_CHARS = 32
+CLI_PLATFORM = "cli"
+DISCORD_PLATFORM = "discord"
+TELEGRAM_PLATFORM = "telegram"
+PLATFORMS = (CLI_PLATFORM, DISCORD_PLATFORM, TELEGRAM_PLATFORM)
 MAX_PLATFORM_USER_ID_CHARS = 64
+CLI_USER_ID_PATTERN = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_PLATFORM_USER_ID_CHARS}}}")
+# Discord ids are 64-bit snowflakes, at most 20 digits; Telegram user ids are shorter.
+NUMERIC_USER_ID_PATTERN = re.compile(r"[1-9][0-9]{0,19}")
 
 
 def validate_question_text(text: str, *, max_chars: int) -> str:
@@ -48,16 +55,27 @@ def validate_question_text(text: str, *, max_chars: int) -> str:
 
 
 def validate_user_ref(platform: str, user_id: str) -> None:
-    """Reject a platform or user id that is empty, too long or contains NUL bytes or colons."""
-    if not platform.strip() or len(platform) > MAX_PLATFORM_CHARS or not platform.isidentifier():
+    """Raise InvalidQuestionError unless `platform` is a known platform and `user_id` has its form.
+
+    Discord and Telegram user ids are positive decimal numbers without leading zeros, so that
+    `telegram:0042` cannot become a second user beside `telegram:42`; Telegram's negative ids
+    belong to chats, not users. Console ids are 1 to 64 ASCII letters, digits, '.', '_' or '-'.
+    """
+    if platform not in PLATFORMS:
         raise InvalidQuestionError(
-            f"invalid platform {platform[:80]!r}: use 1 to {MAX_PLATFORM_CHARS} letters, digits "
-            "or underscores, for example telegram, discord or cli"
+            f"invalid platform {platform[:80]!r}: use one of {', '.join(PLATFORMS)}, in lower case"
         )
-    if not user_id.strip() or "\x00" in user_id or len(user_id) > MAX_PLATFORM_USER_ID_CHARS:
+    if platform == CLI_PLATFORM:
+        if not CLI_USER_ID_PATTERN.fullmatch(user_id):
+            raise InvalidQuestionError(
+                f"invalid {platform} user id {user_id[:80]!r}: use 1 to "
+                f"{MAX_PLATFORM_USER_ID_CHARS} ASCII letters, digits, '.', '_' or '-', for "
+                "example cli:alice"
+            )
+    elif not NUMERIC_USER_ID_PATTERN.fullmatch(user_id):
         raise InvalidQuestionError(
-            f"invalid user id {user_id[:80]!r}: it must be 1 to {MAX_PLATFORM_USER_ID_CHARS} "
-            "characters without NUL bytes"
+            f"invalid {platform} user id {user_id[:80]!r}: use the positive decimal number "
+            f"without leading zeros that {platform} assigns, for example {platform}:123456"
         )
 
 
@@ -66,7 +84,7 @@ def parse_user_ref(ref: str) -> tuple[str, str]:
     platform, separator, user_id = ref.partition(":")
     if not separator or not platform or not user_id:
         raise InvalidQuestionError(
-            f"invalid user {ref!r}; write it as platform:id, for example telegram:123456 or "
+            f"invalid user {ref[:80]!r}; write it as platform:id, for example telegram:123456 or "
             "cli:alice"
         )
     validate_user_ref(platform, user_id)

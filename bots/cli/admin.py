@@ -10,11 +10,13 @@ from typing import Annotated
 
 import typer
 
-from bots.cli.common import print_json
+from bots.cli.common import fail, print_json
 from bots.console import default_user_ref
 from core.budget import BUDGET_PERIODS
 from core.commands import Actor, CommandReply, CommandRequest, parse_tokens, run_command
 from core.config import BudgetPeriod
+from core.errors import InvalidQuestionError
+from core.questions import parse_user_ref
 from tasks.runtime import get_runtime
 
 admin_app = typer.Typer(
@@ -26,7 +28,22 @@ admin_app.add_typer(budget_app, name="budget")
 PERIOD_HELP = "Budget period: day, week or month (each starts at 00:00 UTC)."
 CAP_HELP = "Most tokens one question may spend."
 
-UserArgument = Annotated[str, typer.Argument(help="The user as platform:id, e.g. telegram:42.")]
+
+def _user_ref(value: str) -> str:
+    """Check USER as `ponder ask --user` does, so both reject a bare name with the same message."""
+    try:
+        parse_user_ref(value)
+    except InvalidQuestionError as exc:
+        fail(str(exc))
+    return value
+
+
+UserArgument = Annotated[
+    str,
+    typer.Argument(
+        help="The user as platform:id, e.g. telegram:42 or cli:alice.", callback=_user_ref
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 PeriodOption = Annotated[str | None, typer.Option(help=PERIOD_HELP)]
 CapOption = Annotated[str | None, typer.Option("--question-cap", help=CAP_HELP)]

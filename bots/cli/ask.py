@@ -7,10 +7,39 @@ from typing import Annotated, Any
 import typer
 
 from bots import console
-from bots.cli.common import parse_assignments, print_json, reported_errors
+from bots.cli.common import fail, parse_assignments, print_json
+from core.budget import user_status
+from core.db import session_scope
+from core.errors import PonderError, StrategyOptionError
 from core.models import Question
 from core.schemas import EFFORTS, Effort, Reply
+from core.strategies.base import parse_options
 from core.strategies.registry import STRATEGIES
+from tasks.runtime import get_runtime
+
+ANSWER_PAYLOAD_KEYS = (
+    "question_id",
+    "status",
+    "answer",
+    "short_answer",
+    "error",
+    "footnote",
+    "strategy",
+    "calls",
+    "prompt_tokens",
+    "completion_tokens",
+    "wall_seconds",
+    "model_seconds",
+    "model",
+    "stop_reason",
+    "difficulty",
+    "difficulty_score",
+    "samples",
+    "agreement",
+    "reason",
+    "effort",
+    "budget_remaining",
+)
 
 
 def ask(
@@ -42,17 +71,31 @@ def ask(
             f"unknown strategy {strategy!r}; valid strategies: {', '.join(STRATEGIES)}",
             param_hint="--strategy",
         )
+    if strategy is not None:
+        _check_options(strategy, options)
     chosen_effort: Effort = effort
-    with reported_errors():
+    try:
         stored, reply = console.ask(
             question, user=user, effort=chosen_effort, strategy=strategy, strategy_options=options
         )
+    except PonderError as exc:
+        if as_json:
+            print_json(rejection_payload(exc))
+        fail(str(exc))
     if as_json:
         print_json(answer_payload(stored, reply))
     else:
         typer.echo(reply.full_text)
     if reply.status != "answered":
         raise typer.Exit(1)
+
+
+def _check_options(strategy: str, options: dict[str, Any]) -> None:
+    """Reject unknown or invalid `--set` options before the question is stored."""
+    try:
+        parse_options(strategy, STRATEGIES[strategy].options_type, options)
+    except StrategyOptionError as exc:
+        fail(f"invalid --set: {exc}", code=2)
 
 
 def answer_payload(question: Question, reply: Reply) -> dict[str, Any]:
@@ -79,8 +122,37 @@ def answer_payload(question: Question, reply: Reply) -> dict[str, Any]:
         "agreement": trace.get("agreement"),
         "reason": question.plan_reason,
         "effort": question.effort,
-        "budget_remaining": (trace.get("budget") or {}).get("remaining_tokens"),
+        "budget_remaining": _budget_remaining(question),
     }
+
+
+def rejection_payload(error: PonderError) -> dict[str, Any]:
+    """Return the `--json` object for a question that `console.ask` raised on.
+
+    It has the keys of `answer_payload`, with null for everything but the status and the error.
+    """
+    payload: dict[str, Any] = dict.fromkeys(ANSWER_PAYLOAD_KEYS)
+    timed_out = isinstance(error, console.AnswerTimeoutError)
+    # NOTE: after a timed-out wait the question is stored, but console.ask raises without its
+    # id, so question_id stays null; the error message names the id.
+    payload["status"] = "timed_out" if timed_out else "rejected"
+    payload["error"] = str(error)
+    return payload
+
+
+def _budget_remaining(question: Question) -> int | None:
+    """Return the asker's remaining tokens: from the trace, or from the budget when the worker
+    refused the question before running it and so wrote no budget to the trace.
+    """
+    budget = (question.trace or {}).get("budget") or {}
+    if "remaining_tokens" in budget:
+        remaining: int | None = budget["remaining_tokens"]
+        return remaining
+    if question.status != "refused":
+        return None
+    runtime = get_runtime()
+    with session_scope(runtime.engine) as session:
+        return user_status(session, runtime.settings, question.user_id).remaining_tokens
 
 
 def strategies() -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 from typing import ClassVar
 
+from pydantic import Field
+
 from core.answers import extract_answer
 from core.llm.base import SamplingOptions
 from core.strategies.base import (
+    MIN_COMPLETION_TOKENS,
     BudgetedClient,
     BudgetExhaustedError,
     Candidate,
@@ -33,9 +36,11 @@ __all__ = ["BUDGET_EXHAUSTED_ANSWER", "DirectOptions", "DirectStrategy"]
 class DirectOptions(StrategyOptions):
     """Options of `direct`: one call with these sampling settings."""
 
-    max_tokens: int = 512
-    temperature: float = 0.0
-    seed: int = 0
+    max_tokens: int = Field(default=512, ge=16, description="Maximum new tokens of the reply.")
+    temperature: float = Field(
+        default=0.0, ge=0.0, le=2.0, allow_inf_nan=False, description="Sampling temperature."
+    )
+    seed: int = Field(default=0, description="Sampling seed.")
 
 
 class DirectStrategy:
@@ -57,8 +62,14 @@ class DirectStrategy:
         sampling = SamplingOptions(
             temperature=options.temperature, seed=options.seed, max_tokens=options.max_tokens
         )
+        messages = request.messages()
+        # BudgetedClient.chat caps max_tokens at what the budget leaves after the prompt. This
+        # strategy makes one call with nothing running beside it, so the cap is known in advance.
+        granted_tokens = min(
+            options.max_tokens, client.remaining_tokens - client.count_tokens(messages)
+        )
         try:
-            result = await client.chat(request.messages(), sampling, purpose="answer")
+            result = await client.chat(messages, sampling, purpose="answer")
         except BudgetExhaustedError as exc:
             return no_answer_result(
                 self.name,
@@ -80,9 +91,16 @@ class DirectStrategy:
         stop_reason: StopReason = "completed"
         trace = [f"one call, finish reason {result.finish_reason}"]
         if result.finish_reason == "length":
-            # A reply cut by max_tokens counts as out of budget too: the answer is unfinished.
-            stop_reason = "budget_exhausted"
-            trace.append(f"reply cut at {result.completion_tokens} tokens")
+            cut_by_budget = (
+                granted_tokens < options.max_tokens
+                or client.remaining_tokens < MIN_COMPLETION_TOKENS
+            )
+            if cut_by_budget:
+                stop_reason = "budget_exhausted"
+                cut_at = result.completion_tokens
+                trace.append(f"reply cut at {cut_at} tokens: the question's token budget ran out")
+            else:
+                trace.append(f"reply cut at max_tokens={options.max_tokens}")
         return result_from_client(
             self.name,
             client,

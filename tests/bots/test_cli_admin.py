@@ -135,3 +135,20 @@ def test_ask_json_reports_budget(ponder_env: dict[str, str]) -> None:
     assert why["user"] == "cli:alice"
     assert why["tokens"] == spent
     assert spent <= int(str(why["reserved_tokens"])) <= 200
+
+
+@pytest.mark.parametrize(
+    ("user", "message"),
+    [
+        ("bob", "error: invalid user 'bob'; write it as platform:id"),
+        ("CLI:bob", "error: invalid platform 'CLI': use one of cli, discord, telegram"),
+        ("telegram:0042", "error: invalid telegram user id '0042'"),
+    ],
+)
+def test_budget_set_rejects_invalid_user(
+    ponder_env: dict[str, str], user: str, message: str
+) -> None:
+    result = _admin("budget", "set", user, "5000")
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith(message)

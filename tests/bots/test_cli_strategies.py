@@ -32,10 +32,11 @@ def test_unknown_option_lists_known_options(ponder_env: dict[str, str]) -> None:
         app, ["ask", "--strategy", "self_consistency", "--set", "sample=4", "What is 2 + 3?"]
     )
 
-    assert result.exit_code == 1
-    assert result.stdout.strip() == (
-        "unknown option(s) 'sample' for strategy 'self_consistency'; known options: base_seed, "
-        "confidence, early_stop, max_tokens, samples, stop_rule, temperature, window"
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error: invalid --set: unknown option(s) 'sample' for strategy 'self_consistency'; "
+        "known options: base_seed, confidence, early_stop, max_tokens, samples, stop_rule, "
+        "temperature, window"
     )
 
 
@@ -44,9 +45,9 @@ def test_invalid_option_value_reported(ponder_env: dict[str, str]) -> None:
         app, ["ask", "--strategy", "self_consistency", "--set", "stop_rule=vote", "What is 2?"]
     )
 
-    assert result.exit_code == 1
-    assert result.stdout.startswith(
-        "invalid option value for strategy 'self_consistency': stop_rule: "
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        "error: invalid --set: invalid option value for strategy 'self_consistency': stop_rule: "
     )
 
 

@@ -577,3 +577,19 @@ def test_concurrent_reservations_postgres(postgres_engine: Engine, settings: Set
     granted = _reserve_concurrently(postgres_engine, settings, threads=40)
 
     _check_no_overspend(postgres_engine, settings, granted)
+
+
+@time_machine.travel(datetime(2026, 3, 4, 22, 0, tzinfo=UTC), tick=False)
+def test_submit_refusal_uses_asker_wording(migrated_engine: Engine, settings: Settings) -> None:
+    _set_user_budget(migrated_engine, "telegram:7", tokens=MIN_USEFUL_TOKENS + ANSWER_TOKENS - 1)
+    _answer(migrated_engine, settings, _ask(migrated_engine, settings))
+
+    with pytest.raises(BudgetExceededError) as caught:
+        _ask(migrated_engine, settings)
+
+    assert str(caught.value) == (
+        "Your daily budget of 163 tokens is used up; it resets at 00:00 UTC (in 2 h). User "
+        "telegram:7 has 63 tokens left (100 used, 0 reserved since 2026-03-04 00:00 UTC) and the "
+        "question needs about 64; an admin can raise the budget with "
+        "`ponder admin budget set telegram:7 TOKENS`"
+    )

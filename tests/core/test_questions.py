@@ -74,7 +74,13 @@ def test_submit_rejects_unknown_follow_up(migrated_engine: Engine, settings: Set
 
 @pytest.mark.parametrize(
     ("ref", "expected"),
-    [("telegram:123456", ("telegram", "123456")), ("cli:alice", ("cli", "alice"))],
+    [
+        ("telegram:123456", ("telegram", "123456")),
+        ("cli:alice", ("cli", "alice")),
+        ("discord:80351110224678912", ("discord", "80351110224678912")),
+        ("cli:a.b_c-D9", ("cli", "a.b_c-D9")),
+        ("cli:" + "x" * 64, ("cli", "x" * 64)),
+    ],
 )
 def test_parse_user_ref_valid(ref: str, expected: tuple[str, str]) -> None:
     assert parse_user_ref(ref) == expected
@@ -84,3 +90,28 @@ def test_parse_user_ref_valid(ref: str, expected: tuple[str, str]) -> None:
 def test_parse_user_ref_invalid(ref: str) -> None:
     with pytest.raises(InvalidQuestionError):
         parse_user_ref(ref)
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ("foo:bar", "invalid platform 'foo': use one of cli, discord, telegram, in lower case"),
+        ("CLI:alice", "invalid platform 'CLI': use one of cli, discord, telegram, in lower case"),
+        ("telegram:abc", "invalid telegram user id 'abc': use the positive decimal number"),
+        ("telegram:-5", "invalid telegram user id '-5': use the positive decimal number"),
+        ("telegram:0042", "invalid telegram user id '0042': use the positive decimal number"),
+        ("discord:0", "invalid discord user id '0': use the positive decimal number"),
+        ("discord:1" + "0" * 20, "invalid discord user id '1" + "0" * 20 + "'"),
+        ("telegram:42\n", "invalid telegram user id '42\\n'"),
+        ("cli: alice", "invalid cli user id ' alice': use 1 to 64 ASCII letters, digits"),
+        ("cli:alice:bob", "invalid cli user id 'alice:bob': use 1 to 64 ASCII letters, digits"),
+        ("cli:al ice", "invalid cli user id 'al ice'"),
+        ("cli:al\x00ice", "invalid cli user id 'al\\x00ice'"),
+        ("alice", "invalid user 'alice'; write it as platform:id"),
+    ],
+)
+def test_parse_user_ref_message(ref: str, message: str) -> None:
+    with pytest.raises(InvalidQuestionError) as caught:
+        parse_user_ref(ref)
+
+    assert str(caught.value).startswith(message)

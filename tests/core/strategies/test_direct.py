@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from core.errors import StrategyOptionError
 from core.llm.embedded import EmbeddedClient
 from core.strategies.base import BudgetedClient, Progress, StrategyInput, parse_options
 from core.strategies.direct import BUDGET_EXHAUSTED_ANSWER, DirectOptions, DirectStrategy
@@ -36,15 +37,50 @@ async def test_one_call_with_question_as_asked() -> None:
     assert_costs_match(result, client, scripted)
 
 
-async def test_reply_cut_reports_budget_exhausted() -> None:
+async def test_reply_cut_at_max_tokens_completes() -> None:
     scripted = RecordingClient([" ".join(["word"] * 40)])
     client = BudgetedClient(scripted, budget_tokens=1_000)
 
     result = await DirectStrategy().run(QUESTION, client=client, options=options(max_tokens=16))
 
     assert result.completion_tokens == 16
+    assert result.stop_reason == "completed"
+    assert result.trace == ("one call, finish reason length", "reply cut at max_tokens=16")
+
+
+async def test_reply_cut_by_budget_exhausted() -> None:
+    scripted = RecordingClient([" ".join(["word"] * 40)])
+    client = BudgetedClient(scripted, budget_tokens=PROMPT_TOKENS + 20)
+
+    result = await DirectStrategy().run(QUESTION, client=client, options=options(max_tokens=32))
+
+    assert scripted.calls[0].options.max_tokens == 20
+    assert result.completion_tokens == 20
     assert result.stop_reason == "budget_exhausted"
-    assert result.trace == ("one call, finish reason length", "reply cut at 16 tokens")
+    assert result.trace == (
+        "one call, finish reason length",
+        "reply cut at 20 tokens: the question's token budget ran out",
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"max_tokens": -5}, "max_tokens: Input should be greater than or equal to 16"),
+        ({"max_tokens": 0}, "max_tokens: Input should be greater than or equal to 16"),
+        ({"temperature": -3}, "temperature: Input should be greater than or equal to 0"),
+        ({"temperature": 2.5}, "temperature: Input should be less than or equal to 2"),
+        ({"temperature": float("nan")}, "temperature: Input should be a finite number"),
+        ({"temperature": "inf"}, "temperature: Input should be a finite number"),
+    ],
+)
+def test_options_out_of_range_rejected(values: dict[str, object], message: str) -> None:
+    with pytest.raises(StrategyOptionError, match=message):
+        options(**values)
+
+
+def test_options_have_descriptions() -> None:
+    assert [name for name, info in DirectOptions.model_fields.items() if not info.description] == []
 
 
 async def test_no_budget_makes_no_call() -> None:
