@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import logging
+import re
 import signal
 import threading
 import time
@@ -22,7 +23,7 @@ from core.config import Settings
 from core.db import session_scope
 from core.errors import PonderError
 from core.models import TERMINAL_STATUSES, Question, User, utcnow
-from core.questions import parse_user_ref, submit_question
+from core.questions import MAX_PLATFORM_USER_ID_CHARS, parse_user_ref, submit_question
 from core.recovery import lease_seconds
 from core.schemas import AskRequest, Effort, Reply
 from tasks.answer import enqueue_answer
@@ -53,7 +54,10 @@ def default_user_ref() -> str:
         name = getpass.getuser()
     except (KeyError, OSError):
         name = "console"
-    return f"{PLATFORM}:{name}"
+    # Console ids allow letters, digits, '.', '_' and '-'; a login such as "ann smith" or
+    # "ann@corp" becomes "ann-smith" or "ann-corp" instead of being rejected.
+    safe = re.sub(r"[^A-Za-z0-9._-]", "-", name)[:MAX_PLATFORM_USER_ID_CHARS] or "console"
+    return f"{PLATFORM}:{safe}"
 
 
 def ask(

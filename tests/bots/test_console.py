@@ -12,9 +12,10 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
-from bots.console import release_abandoned_questions
+from bots.console import default_user_ref, release_abandoned_questions
 from core.db import session_scope
 from core.models import Question, User, utcnow
+from core.questions import parse_user_ref
 from core.recovery import lease_seconds
 from tasks.runtime import get_runtime
 from tests.conftest import ponder_executable
@@ -133,3 +134,18 @@ def test_release_abandoned_questions_of_asker(ponder_env: dict[str, str]) -> Non
     assert statuses[abandoned] == ("failed", 0)
     assert statuses[live] == ("running", 500)
     assert statuses[other_user] == ("running", 500)
+
+
+@pytest.mark.parametrize(
+    ("login", "expected"),
+    [("alice", "cli:alice"), ("ann smith", "cli:ann-smith"), ("ann@corp", "cli:ann-corp")],
+)
+def test_default_user_ref_sanitizes_login(
+    monkeypatch: pytest.MonkeyPatch, login: str, expected: str
+) -> None:
+    monkeypatch.setattr("bots.console.getpass.getuser", lambda: login)
+
+    ref = default_user_ref()
+
+    assert ref == expected
+    assert parse_user_ref(ref) == tuple(expected.split(":"))
