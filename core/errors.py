@@ -1,6 +1,6 @@
 """Ponder's exception hierarchy, shared by every layer.
 
-Each error carries a short `user_message` that is safe to show in a chat; the `str()` of the
+Each error carries a short `user_message` that is safe to show in a chat. The `str()` of the
 error is the detailed message for logs and the CLI.
 """
 

@@ -35,8 +35,8 @@ class SamplingOptions:
 class ChatResult:
     """What one model call returned and what it cost.
 
-    `completion_tokens` includes thinking tokens; `thinking_tokens` says how many of them were
-    thinking. `token_logprobs` holds, for each generated token, the log-probabilities of the
+    `completion_tokens` includes thinking tokens, and `thinking_tokens` counts how many of them were
+    thinking. `token_logprobs` contains, for each generated token, the log-probabilities of the
     top candidates when the request asked for them and the backend provides them.
     """
 
