@@ -31,7 +31,7 @@ WORKER_READY_TIMEOUT_SECONDS = 60
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _use_fresh_settings() -> None:
+def use_fresh_settings() -> None:
     """Reread the settings and apply them to the runtime and to this process's Celery app.
 
     Celery reads its configuration once per process, so without this a test would send tasks to
@@ -41,6 +41,9 @@ def _use_fresh_settings() -> None:
     reset_runtime()
     forget_deliverers()
     celery_app.conf.update(celery_config(get_settings()))
+    # Pooled broker connections keep the URL they were made with, so drop them too.
+    celery_app.close()
+    celery_app.amqp._producer_pool = None
 
 
 @pytest.fixture
@@ -82,7 +85,7 @@ def ponder_env(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
-    _use_fresh_settings()
+    use_fresh_settings()
     yield env
     reset_runtime()
     forget_deliverers()
@@ -176,7 +179,7 @@ def worker_env(
     queue = f"ponder-test-{uuid.uuid4().hex[:10]}"
     monkeypatch.setenv("PONDER_BROKER_URL", redis_url)
     monkeypatch.setenv("PONDER_TASK_QUEUE", queue)
-    _use_fresh_settings()
+    use_fresh_settings()
     return {
         **os.environ,
         **ponder_env,
