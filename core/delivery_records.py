@@ -3,7 +3,7 @@
 A delivery may be retried in another worker process after a crash or a lost task. Each adapter
 records every part right after the platform accepts it, so the retry posts only the parts that
 are missing. The record maps the part's index to the platform's message id, both as strings,
-under POSTED_PARTS_KEY, the key and format that bots/discord/records.py also writes.
+under POSTED_PARTS_KEY. The Discord and Telegram adapters both write it through this module.
 """
 
 from __future__ import annotations

@@ -15,12 +15,13 @@ from typing import Any
 from sqlalchemy import Engine
 
 from core.db import create_db_engine, session_scope
+from core.delivery_records import posted_parts as recorded_parts
+from core.delivery_records import record_posted_part
 from core.models import TERMINAL_STATUSES, Question
 
 logger = logging.getLogger(__name__)
 
 PROGRESS_MESSAGE_KEY = "progress_message_id"
-POSTED_PARTS_KEY = "posted_parts"
 
 
 def progress_message_id(question: Question) -> int | None:
@@ -31,8 +32,7 @@ def progress_message_id(question: Question) -> int | None:
 
 def posted_parts(question: Question) -> dict[int, int]:
     """Return the message id of each answer part already posted, by part index."""
-    raw: dict[str, Any] = question.delivery.get(POSTED_PARTS_KEY) or {}
-    return {int(index): int(message_id) for index, message_id in raw.items()}
+    return {index: int(message_id) for index, message_id in recorded_parts(question).items()}
 
 
 class DeliveryRecords:
@@ -62,18 +62,13 @@ class DeliveryRecords:
         await asyncio.to_thread(self._update, question_id, PROGRESS_MESSAGE_KEY, str(message_id))
 
     async def remember_part(self, question_id: int, index: int, message_id: int) -> None:
-        await asyncio.to_thread(self._update_part, question_id, index, message_id)
-
-    def _update_part(self, question_id: int, index: int, message_id: int) -> None:
-        with session_scope(self._get_engine()) as session:
-            question = session.get(Question, question_id, with_for_update=True)
-            if question is None:
-                return
-            parts = dict(question.delivery.get(POSTED_PARTS_KEY) or {})
-            parts[str(index)] = str(message_id)
-            # A new dict, because SQLAlchemy does not notice changes inside a JSON value.
-            question.delivery = {**question.delivery, POSTED_PARTS_KEY: parts}
-            session.add(question)
+        await asyncio.to_thread(
+            record_posted_part,
+            self._get_engine(),
+            question_id,
+            index=index,
+            message_id=str(message_id),
+        )
 
     def _update(self, question_id: int, key: str, value: Any) -> None:
         with session_scope(self._get_engine()) as session:
