@@ -165,7 +165,7 @@ class Settings(BaseSettings):
         "wss://gateway.discord.gg.",
     )
     discord_progress_interval_seconds: float = Field(
-        default=2.0, gt=0, description="Least time between two progress edits of one message."
+        default=2.0, gt=0, description="Minimum time between two progress edits of one message."
     )
     discord_message_content_intent: bool = Field(
         default=False,
@@ -193,7 +193,7 @@ class Settings(BaseSettings):
         description="Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token with each update.",
     )
     telegram_progress_interval_seconds: float = Field(
-        default=3.0, ge=0, description="Least time between two progress edits in one chat."
+        default=3.0, ge=0, description="Minimum time between two progress edits in one chat."
     )
 
     log_level: str = Field(default="INFO")
